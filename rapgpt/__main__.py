@@ -1,0 +1,3 @@
+from rapgpt.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,31 @@
+"""Shared test fixtures: tiny models and the location of the real corpora."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rapgpt.model import GPT, GPTConfig
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real lyric corpora beside the project; tests that use it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real corpora not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def tiny_config() -> GPTConfig:
+    return GPTConfig(vocab_size=67, block_size=32, n_layer=2, n_head=4, n_embd=32, dropout=0.0)
+
+
+@pytest.fixture
+def tiny_model(tiny_config: GPTConfig) -> GPT:
+    torch.manual_seed(0)
+    return GPT(tiny_config).eval()

@@ -1,0 +1,104 @@
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from rapgpt.errors import ConfigError
+from rapgpt.model import GPT, GPTConfig, PRESETS, preset_config
+
+
+def naive_forward(model: GPT, idx: torch.Tensor) -> torch.Tensor:
+    """The model's forward written out by hand with an explicit masked softmax, as the reference."""
+    c = model.config
+    B, T = idx.shape
+    t = model.transformer
+    x = t.wte(idx) + t.wpe(torch.arange(T))
+    causal = torch.tril(torch.ones(T, T, dtype=torch.bool))
+    for block in t.h:
+        h = F.layer_norm(x, (c.n_embd,), block.ln_1.weight, block.ln_1.bias)
+        q, k, v = (h @ block.attn.c_attn.weight.T + block.attn.c_attn.bias).split(c.n_embd, dim=2)
+        q, k, v = (z.view(B, T, c.n_head, c.head_dim).transpose(1, 2) for z in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(c.head_dim)
+        att = att.masked_fill(~causal, float("-inf")).softmax(-1)
+        y = (att @ v).transpose(1, 2).reshape(B, T, c.n_embd)
+        x = x + y @ block.attn.c_proj.weight.T + block.attn.c_proj.bias
+        h = F.layer_norm(x, (c.n_embd,), block.ln_2.weight, block.ln_2.bias)
+        h = h @ block.mlp.c_fc.weight.T + block.mlp.c_fc.bias
+        h = 0.5 * h * (1 + torch.tanh(math.sqrt(2 / math.pi) * (h + 0.044715 * h**3)))
+        x = x + h @ block.mlp.c_proj.weight.T + block.mlp.c_proj.bias
+    x = F.layer_norm(x, (c.n_embd,), t.ln_f.weight, t.ln_f.bias)
+    return x @ t.wte.weight.T
+
+
+def test_forward_matches_naive_attention_reference(tiny_model):
+    idx = torch.randint(0, tiny_model.config.vocab_size, (3, 17))
+    with torch.no_grad():
+        logits, _ = tiny_model(idx)
+        expected = naive_forward(tiny_model.double(), idx)
+    assert torch.allclose(logits.double(), expected, atol=1e-5)
+
+
+def test_loss_is_cross_entropy_of_logits_and_ignores_minus_one(tiny_model):
+    idx = torch.randint(0, 67, (2, 9))
+    targets = torch.randint(0, 67, (2, 9))
+    targets[0, :4] = -1
+    logits, loss = tiny_model(idx, targets)
+    keep = targets.flatten() != -1
+    expected = F.cross_entropy(logits.flatten(0, 1)[keep], targets.flatten()[keep])
+    assert torch.allclose(loss, expected)
+
+
+def test_cached_logits_match_full_recompute(tiny_model):
+    idx = torch.randint(0, 67, (1, 20))
+    with torch.no_grad():
+        full, _ = tiny_model(idx)
+        cache = tiny_model.new_cache(1)
+        prefill, _ = tiny_model(idx[:, :12], cache=cache, input_pos=torch.arange(12)[None])
+        steps = [prefill]
+        for t in range(12, 20):
+            step, _ = tiny_model(idx[:, t : t + 1], cache=cache, input_pos=torch.tensor([[t]]))
+            steps.append(step)
+    assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
+
+
+def test_rows_of_different_lengths_share_a_cache(tiny_model):
+    """Right-padded rows with their own positions give each row the logits it has alone."""
+    a, b = torch.randint(0, 67, (1, 10)), torch.randint(0, 67, (1, 6))
+    padded = torch.cat([a, torch.cat([b, torch.zeros(1, 4, dtype=torch.long)], dim=1)])
+    with torch.no_grad():
+        cache = tiny_model.new_cache(2)
+        logits, _ = tiny_model(padded, cache=cache, input_pos=torch.arange(10).expand(2, 10))
+        alone_b, _ = tiny_model(b)
+        nxt = torch.tensor([[5], [7]])
+        step, _ = tiny_model(nxt, cache=cache, input_pos=torch.tensor([[10], [6]]))
+        alone_b_next, _ = tiny_model(torch.cat([b, nxt[1:]], dim=1))
+    assert torch.allclose(logits[1, :6], alone_b[0], atol=1e-5)
+    assert torch.allclose(step[1, 0], alone_b_next[0, -1], atol=1e-5)
+
+
+def test_gpt2_init_statistics():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=1000, block_size=64, n_layer=4, n_head=4, n_embd=256))
+    params = dict(model.named_parameters())
+    assert params["transformer.h.0.attn.c_attn.weight"].std().item() == pytest.approx(0.02, rel=0.02)
+    assert params["transformer.wte.weight"].std().item() == pytest.approx(0.02, rel=0.02)
+    assert params["transformer.h.0.mlp.c_proj.weight"].std().item() == pytest.approx(0.02 / math.sqrt(8), rel=0.02)
+    assert params["transformer.h.0.attn.c_attn.bias"].abs().max().item() == 0.0
+    assert model.lm_head.weight is model.transformer.wte.weight
+
+
+def test_gpt2_preset_has_124m_parameters():
+    with torch.device("meta"):
+        model = GPT(preset_config("gpt2", vocab_size=50257))
+    assert model.num_params() == 124_439_808
+
+
+def test_presets_and_overrides():
+    assert set(PRESETS) >= {"char-10m", "rap-small", "gpt2", "gpt2-medium", "gpt2-large"}
+    config = preset_config("char-10m", vocab_size=100, dropout=0.0)
+    assert (config.n_layer, config.n_head, config.n_embd, config.block_size, config.dropout) == (6, 6, 384, 256, 0.0)
+    with pytest.raises(ConfigError, match="unknown preset"):
+        preset_config("gpt5", vocab_size=10)
+    with pytest.raises(ConfigError, match="divisible"):
+        GPTConfig(n_embd=100, n_head=3)
