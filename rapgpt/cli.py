@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from rapgpt import __version__
 from rapgpt.errors import RapgptError
 
+
 def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=36, width=110)
 
@@ -22,8 +23,43 @@ def _command(sub, name: str, summary: str, description: str | None = None) -> ar
     return sub.add_parser(name, help=summary, description=description or summary, formatter_class=_formatter)
 
 
+def _add_collect(sub) -> None:
+    p = _command(sub, "collect", "collect lyrics from Genius into one Lyrics_<Artist>.json file per artist",
+                 "Collect song lyrics from Genius into OUT/Lyrics_<Artist>.json (the lyricsgenius format that "
+                 "`rapgpt prepare` reads). Running it again resumes: songs already saved are kept and skipped.")
+    p.add_argument("--artist", action="append", required=True, metavar="NAME",
+                   help="artist name as spelt on genius.com; repeat for several artists")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory for the Lyrics_<Artist>.json files")
+    p.add_argument("--max-songs", type=int, default=None, metavar="N",
+                   help="at most N songs per artist, counting songs saved by earlier runs; omitted: all")
+    p.add_argument("--token", default=None,
+                   help="Genius API client access token; omitted: $GENIUS_ACCESS_TOKEN (get one at "
+                        "https://genius.com/api-clients)")
+    p.add_argument("--sort", choices=("popularity", "title"), default="popularity", help="order to collect songs in")
+    p.add_argument("--include-features", action="store_true",
+                   help="also collect songs where the artist is featured but not the primary artist")
+    p.add_argument("--min-interval", type=float, default=0.5, metavar="SECONDS",
+                   help="least time between two requests to Genius")
+    p.add_argument("--retries", type=int, default=5,
+                   help="retries of a request on timeouts, connection errors, 429 and 5xx, with exponential backoff")
+    p.add_argument("--api-root", default="https://api.genius.com",
+                   help="Genius API base URL (change only for a mirror or a test server)")
+    p.add_argument("--web-root", default="https://genius.com",
+                   help="Genius web site base URL, for the lyrics pages (change only for a mirror or a test server)")
+    p.set_defaults(handler=_run_collect)
+
+
+def _run_collect(args: argparse.Namespace) -> None:
+    from rapgpt.data.collect import RequestPolicy, collect, format_summary
+
+    policy = RequestPolicy(min_interval=args.min_interval, retries=args.retries)
+    summaries = collect(args.artist, args.out, args.max_songs, args.token, include_features=args.include_features,
+                        sort=args.sort, policy=policy, api_root=args.api_root, web_root=args.web_root)
+    print(format_summary(summaries))
+
+
 # One entry per subcommand, in the order `rapgpt --help` lists them.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_collect]
 
 
 def build_parser() -> argparse.ArgumentParser:

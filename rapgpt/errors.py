@@ -23,3 +23,7 @@ class CheckpointError(RapgptError):
 
 class ConfigError(RapgptError):
     """An option or configuration value is out of range or inconsistent."""
+
+
+class NetworkError(RapgptError):
+    """A remote service cannot be reached, or keeps failing, after the retries."""
