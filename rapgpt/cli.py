@@ -38,6 +38,8 @@ def _add_collect(sub) -> None:
     p.add_argument("--sort", choices=("popularity", "title"), default="popularity", help="order to collect songs in")
     p.add_argument("--include-features", action="store_true",
                    help="also collect songs where the artist is featured but not the primary artist")
+    p.add_argument("--save-every", type=int, default=20, metavar="N",
+                   help="rewrite an artist's file after every N new songs (and always when the run ends)")
     p.add_argument("--min-interval", type=float, default=0.5, metavar="SECONDS",
                    help="least time between two requests to Genius")
     p.add_argument("--retries", type=int, default=5,
@@ -54,7 +56,8 @@ def _run_collect(args: argparse.Namespace) -> None:
 
     policy = RequestPolicy(min_interval=args.min_interval, retries=args.retries)
     summaries = collect(args.artist, args.out, args.max_songs, args.token, include_features=args.include_features,
-                        sort=args.sort, policy=policy, api_root=args.api_root, web_root=args.web_root)
+                        sort=args.sort, save_every=args.save_every, policy=policy, api_root=args.api_root,
+                        web_root=args.web_root)
     print(format_summary(summaries))
 
 

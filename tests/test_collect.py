@@ -46,6 +46,8 @@ SONGS = {
         _song(106, "Late Bus", INVENTED, lyrics_state="unreleased"),
         _song(107, "Tin Crown", INVENTED),
         _song(108, "Rain Check", INVENTED),
+        _song(109, "Hum Along", INVENTED),  # its page says only that it is an instrumental
+        _song(110, "Night Drive (Instrumental)", INVENTED),
     ],
     PLAIN["id"]: [_song(201 + i, f"Plain Tune {i}", PLAIN) for i in range(5)],
 }
@@ -55,6 +57,7 @@ LYRICS = {
     105: "[Verse: Guest Voice]\nBorrowed a verse, gave it back with <interest>",
     107: "[Intro]\nTin crown, tin crown\nRusting on a throne of milk crates",
     108: "[Verse 1]\nRain check on the sunshine\n\"Later\" is the word I say the most",
+    109: "[Instrumental]",
 }
 LYRICS.update({song["id"]: f"[Verse]\nplain line {song['id']}\nanother plain line" for song in SONGS[PLAIN["id"]]})
 PAGE_SIZE = 3  # the fake serves at most this many songs per page, so that paging is exercised
@@ -66,7 +69,7 @@ def _page_html(song_id: int) -> str:
     if song_id in WITHOUT_LYRICS:
         return "<html><body><div class='LyricsPlaceholder'>Lyrics for this song have yet to be transcribed</div>"
     lines = [html.escape(line) for line in LYRICS[song_id].split("\n")]
-    lines[1] = f'<a href="/annotation"><span class="ReferentFragment">{lines[1]}</span></a>'
+    lines[-1] = f'<a href="/annotation"><span class="ReferentFragment">{lines[-1]}</span></a>'
     half = lines.index("") if "" in lines else len(lines) // 2  # Genius drops the blank line between containers
     lines = lines[:half] + lines[half + (lines[half] == ""):]
     return ("<html><head><title>x</title></head><body>"
@@ -236,10 +239,10 @@ def test_collect_writes_lyricsgenius_format_and_counts_skipped_songs(genius, tmp
         assert song["url"].startswith("https://genius.com/") and song["title"]
     assert (summary.path, summary.songs, summary.new, summary.already_saved) == (artist_file(tmp_path, "Mc Invented"),
                                                                                  3, 3, 0)
-    assert summary.skipped == {"non_song": 1, "instrumental": 1, "no_lyrics": 2, "not_primary": 1}
+    assert summary.skipped == {"non_song": 1, "instrumental": 3, "no_lyrics": 2, "not_primary": 1}
     # Songs skipped by their listing are never fetched; the listing is read page by page.
-    assert not {page_path(i) for i in (102, 105, 106)} & set(genius.paths("/web"))
-    assert genius.paths("/api/artists").count("/api/artists/7/songs") == 3
+    assert not {page_path(i) for i in (102, 105, 106, 110)} & set(genius.paths("/web"))
+    assert genius.paths("/api/artists").count("/api/artists/7/songs") == 4
 
 
 def test_include_features_keeps_songs_where_the_artist_is_featured(genius, tmp_path):
@@ -353,7 +356,8 @@ def test_unreachable_server_raises_network_error_after_retries(tmp_path):
         collect(["Mc Invented"], tmp_path, token=TOKEN, policy=FAST, api_root=root, web_root=root, progress=False)
 
 
-@pytest.mark.parametrize("content", ['{"name": "Someone Else", "id": 99, "songs": []}', '["not", "a", "file"]', "{"])
+@pytest.mark.parametrize("content", ['{"name": "Someone Else", "id": 99, "songs": []}', '{"songs": ["text"]}',
+                                     '["not", "a", "file"]', "{"])
 def test_an_existing_file_that_is_not_the_artists_lyrics_is_refused_and_kept(genius, tmp_path, content):
     path = artist_file(tmp_path, "Mc Invented")
     path.write_text(content)

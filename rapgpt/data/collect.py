@@ -244,7 +244,7 @@ def _normalize(name: str) -> str:
 
 def find_artist(client: GeniusClient, name: str) -> dict[str, Any]:
     """The artist record of the search hit whose primary artist is `name` (ignoring case, spaces, punctuation)."""
-    hits = (client.api("/search", q=name) or {}).get("hits") or []
+    hits = (client.api("/search", q=name, per_page=20) or {}).get("hits") or []
     found: dict[int, dict[str, Any]] = {}
     for hit in hits:
         artist = (hit.get("result") or {}).get("primary_artist")
@@ -276,8 +276,9 @@ def _load_saved(path: Path, artist: dict[str, Any]) -> dict[str, Any]:
     if not path.exists():
         return {**artist, "songs": []}
     body = read_json(path, "collected lyrics file", DataError)
-    if not isinstance(body, dict) or not isinstance(body.get("songs"), list):
-        raise DataError(f"{path} is not a lyrics file (a JSON object with a 'songs' list): move it away or choose "
+    songs = body.get("songs") if isinstance(body, dict) else None
+    if not isinstance(songs, list) or not all(isinstance(song, dict) for song in songs):
+        raise DataError(f"{path} is not a lyrics file (a JSON object with a list of 'songs'): move it away or choose "
                         f"another --out")
     if body.get("id", artist["id"]) != artist["id"]:
         raise DataError(f"{path} holds the songs of another artist (Genius id {body['id']}, {body.get('name')!r}), "
@@ -314,7 +315,7 @@ def _fetch_song(client: GeniusClient, item: dict[str, Any]) -> dict[str, Any] | 
 
 
 def collect_artist(client: GeniusClient, artist: dict[str, Any], out: Path, max_songs: int | None = None,
-                   include_features: bool = False, sort: str = "popularity", save_every: int = 10,
+                   include_features: bool = False, sort: str = "popularity", save_every: int = 20,
                    progress: bool = True) -> ArtistSummary:
     """Add the artist's songs not yet in its file, up to `max_songs` in the file; the file is rewritten atomically
     every `save_every` new songs and when the collection ends, however it ends."""
@@ -355,7 +356,7 @@ def collect_artist(client: GeniusClient, artist: dict[str, Any], out: Path, max_
 
 
 def collect(artists: Sequence[str], out: str | Path, max_songs: int | None = None, token: str | None = None, *,
-            include_features: bool = False, sort: str = "popularity", save_every: int = 10,
+            include_features: bool = False, sort: str = "popularity", save_every: int = 20,
             policy: RequestPolicy = RequestPolicy(), api_root: str = API_ROOT, web_root: str = WEB_ROOT,
             progress: bool = True) -> list[ArtistSummary]:
     """Collect each artist's lyrics from Genius into `out/Lyrics_<Artist>.json`, resuming earlier runs.
