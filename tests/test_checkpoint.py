@@ -32,3 +32,15 @@ def test_truncated_or_mismatched_weights_are_refused(tmp_path, tiny_model):
         load_run(run)
     with pytest.raises(CheckpointError, match="not found"):
         load_run(tmp_path / "nowhere")
+
+
+def test_saved_files_are_readable_by_others_like_any_file(tmp_path, tiny_model):
+    import os
+    import stat
+
+    tok = CharTokenizer.from_texts(["".join(chr(i) for i in range(40, 105))])
+    run = save_run(tmp_path / "run", tiny_model, tok)
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = stat.S_IMODE((run / "model.safetensors").stat().st_mode)
+    assert mode == 0o666 & ~umask

@@ -5,7 +5,7 @@ import torch
 from torch.nn import functional as F
 
 from rapgpt.errors import ConfigError
-from rapgpt.model import GPT, GPTConfig, PRESETS, preset_config
+from rapgpt.model import GPT, PRESETS, GPTConfig, preset_config
 
 
 def naive_forward(model: GPT, idx: torch.Tensor) -> torch.Tensor:
