@@ -44,18 +44,20 @@ def load_weights(path: str | Path, model: GPT) -> None:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is not a readable safetensors file ({e}); it may be truncated") from e
-    expected = model_state(model)
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    for name, tensor in state.items():
-        if tensor.shape != expected[name].shape:
-            raise CheckpointError(
-                f"{path}: {name} has shape {tuple(tensor.shape)}, the model expects {tuple(expected[name].shape)}"
-            )
+    check_state(state, {k: v.shape for k, v in model_state(model).items()}, str(path))
     model.load_state_dict(state, strict=False)
+
+
+def check_state(state: dict[str, torch.Tensor], shapes: dict[str, torch.Size], source: str) -> None:
+    """Refuse weights from `source` whose names or shapes differ from the expected `shapes`."""
+    missing, unexpected = sorted(set(shapes) - set(state)), sorted(set(state) - set(shapes))
+    if missing or unexpected:
+        raise CheckpointError(f"{source} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for name, tensor in state.items():
+        if tensor.shape != shapes[name]:
+            raise CheckpointError(
+                f"{source}: {name} has shape {tuple(tensor.shape)}, the model expects {tuple(shapes[name])}"
+            )
 
 
 def save_run(run_dir: str | Path, model: GPT, tokenizer: Tokenizer, **extra: Any) -> Path:
