@@ -36,6 +36,8 @@ def import_hf(hf_dir: str | Path, out_run: str | Path, *, force: bool = False) -
     with staged_dir(out_run, force, CheckpointError) as tmp:
         config_file = hf_dir / "config.json"
         hf = read_json(config_file, "Hugging Face config.json", CheckpointError)
+        if not isinstance(hf, dict):
+            raise CheckpointError(f"{config_file} is not a model configuration (a JSON object)")
         config = gpt_config(hf, str(config_file))
         tokenizer = GPT2Tokenizer()
         if config.vocab_size != tokenizer.vocab_size:
@@ -58,7 +60,8 @@ def check_gpt2_vocabulary(hf_dir: Path) -> None:
     if (hf_dir / "vocab.json").is_file():
         vocab = read_json(hf_dir / "vocab.json", "tokenizer vocab.json", CheckpointError)
     elif (hf_dir / "tokenizer.json").is_file():
-        vocab = read_json(hf_dir / "tokenizer.json", "tokenizer.json", CheckpointError).get("model", {}).get("vocab")
+        spec = read_json(hf_dir / "tokenizer.json", "tokenizer.json", CheckpointError)
+        vocab = spec.get("model", {}).get("vocab", {}) if isinstance(spec, dict) else spec
     if vocab is not None and vocab != json.loads(gpt2_bpe_files()[0].read_text(encoding="utf-8")):
         raise CheckpointError(
             f"the tokenizer files in {hf_dir} are not GPT-2's vocabulary: rapgpt imports models that use GPT-2's BPE"
@@ -101,10 +104,19 @@ def read_weight_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path} is not a file of plain weights and was not loaded ({first_line})") from e
+        raise CheckpointError(
+            f"{path} is not a file of plain weights and was not loaded ({unpickling_reason(e)}); if you trust it, "
+            "re-save its tensors as model.safetensors"
+        ) from e
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):
         raise CheckpointError(f"{path} does not hold a mapping of tensor names to tensors, so it is not a checkpoint")
     return state
+
+
+def unpickling_reason(error: Exception) -> str:
+    """The one line of torch's long weights-only error that says what the file held, e.g. an unsupported global."""
+    text = str(error).split("WeightsUnpickler error:", 1)[-1]
+    line = next((line.strip() for line in text.splitlines() if line.strip()), type(error).__name__)
+    return line.split(". ")[0].rstrip(".")
