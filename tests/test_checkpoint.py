@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rapgpt.checkpoint import load_run, save_run
+from rapgpt.checkpoint import load_run, model_from_state, model_state, save_run
 from rapgpt.data.tokenizer import CharTokenizer
 from rapgpt.errors import CheckpointError
 from rapgpt.model import GPT, GPTConfig
@@ -32,3 +32,14 @@ def test_truncated_or_mismatched_weights_are_refused(tmp_path, tiny_model):
         load_run(run)
     with pytest.raises(CheckpointError, match="not found"):
         load_run(tmp_path / "nowhere")
+
+
+def test_model_from_state_holds_the_weights_with_the_head_tied(tiny_model):
+    state = model_state(tiny_model)
+    model = model_from_state(tiny_model.config, state, "test")
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert all(p.device.type == "cpu" and p.requires_grad for p in model.parameters())
+    idx = torch.randint(0, 67, (2, 9))
+    assert torch.equal(model(idx)[0], tiny_model(idx)[0])
+    with pytest.raises(CheckpointError, match="missing"):
+        model_from_state(tiny_model.config, {k: v for k, v in state.items() if "ln_f" not in k}, "test")

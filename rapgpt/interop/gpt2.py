@@ -121,4 +121,4 @@ def from_hf_state(state: dict[str, torch.Tensor], config: GPTConfig, tied: bool,
             f"{source} has an output head ({LM_HEAD}) that differs from its token embedding: rapgpt ties the two, "
             "as GPT-2 does, so it cannot import this model"
         )
-    return {k: v.to(torch.float32) for k, v in swap_conv1d(state).items()}
+    return {k: v.to(torch.float32).contiguous() for k, v in swap_conv1d(state).items()}

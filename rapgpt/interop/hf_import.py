@@ -17,12 +17,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from rapgpt.checkpoint import save_run
+from rapgpt.checkpoint import model_from_state, save_run
 from rapgpt.data.tokenizer import GPT2Tokenizer, gpt2_bpe_files
 from rapgpt.errors import CheckpointError
 from rapgpt.fileio import read_json, staged_dir
 from rapgpt.interop.gpt2 import from_hf_state, gpt_config
-from rapgpt.model import GPT
 
 # Weight files in the order transformers prefers them: (single file, index of shards).
 WEIGHT_FILES = (("model.safetensors", "model.safetensors.index.json"), ("pytorch_model.bin", "pytorch_model.bin.index.json"))
@@ -47,9 +46,9 @@ def import_hf(hf_dir: str | Path, out_run: str | Path, *, force: bool = False) -
             )
         check_gpt2_vocabulary(hf_dir)
         files, state = read_hf_weights(hf_dir)
-        model = GPT(config)
         source = ", ".join(str(hf_dir / f) for f in files)
-        model.load_state_dict(from_hf_state(state, config, hf.get("tie_word_embeddings", True), source), strict=False)
+        tied = hf.get("tie_word_embeddings", True)
+        model = model_from_state(config, from_hf_state(state, config, tied, source), source)
         save_run(tmp, model, tokenizer, imported_from={"format": "hf", "path": str(hf_dir.resolve()), "files": files})
     return out_run
 
@@ -84,7 +83,9 @@ def read_hf_weights(hf_dir: Path) -> tuple[list[str], dict[str, torch.Tensor]]:
 
 
 def shard_names(index_file: Path) -> list[str]:
-    weight_map = read_json(index_file, "weights index", CheckpointError).get("weight_map")
+    """The shard files an index lists, each checked to exist."""
+    index = read_json(index_file, "weights index", CheckpointError)
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
         raise CheckpointError(f"{index_file} has no weight_map listing the shard of each tensor")
     shards = sorted(set(weight_map.values()))

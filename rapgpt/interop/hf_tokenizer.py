@@ -17,8 +17,8 @@ from rapgpt.errors import TokenizerError
 from rapgpt.fileio import atomic_write_json
 
 
-def save_hf_tokenizer(out_dir: Path, tokenizer: Tokenizer, max_length: int) -> list[str]:
-    """Write the tokenizer's files into `out_dir` and return their names."""
+def save_hf_tokenizer(out_dir: Path, tokenizer: Tokenizer, max_length: int) -> None:
+    """Write the tokenizer's files into `out_dir`; `max_length` is the model's context length."""
     settings = {"bos_token": EOT_TEXT, "eos_token": EOT_TEXT, "model_max_length": max_length,
                 "clean_up_tokenization_spaces": False}  # decode must not drop the space before punctuation
     if isinstance(tokenizer, GPT2Tokenizer):
@@ -26,15 +26,12 @@ def save_hf_tokenizer(out_dir: Path, tokenizer: Tokenizer, max_length: int) -> l
         (out_dir / "vocab.json").write_bytes(encoder.read_bytes())  # OpenAI's files are Hugging Face's format too
         (out_dir / "merges.txt").write_bytes(merges.read_bytes())
         config = {"tokenizer_class": "GPT2Tokenizer", **settings, "unk_token": EOT_TEXT, "add_prefix_space": False}
-        files = ["vocab.json", "merges.txt"]
     elif isinstance(tokenizer, CharTokenizer):
         atomic_write_json(out_dir / "tokenizer.json", char_tokenizer_json(tokenizer))
         config = {"tokenizer_class": "PreTrainedTokenizerFast", **settings, "unk_token": CharTokenizer.UNKNOWN_TEXT}
-        files = ["tokenizer.json"]
     else:
         raise TokenizerError(f"no Hugging Face form for the {tokenizer.kind!r} tokenizer: export supports gpt2 and char")
     atomic_write_json(out_dir / "tokenizer_config.json", config)
-    return [*files, "tokenizer_config.json"]
 
 
 def char_tokenizer_json(tokenizer: CharTokenizer) -> dict[str, Any]:
