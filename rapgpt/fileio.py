@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,14 +31,19 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
 
 
 @contextmanager
-def staged_dir(path: str | Path, force: bool = False, error: type[Exception] = FileExistsError) -> Iterator[Path]:
+def staged_dir(
+    path: str | Path, force: bool = False, error: type[Exception] = FileExistsError, keep: Sequence[str | Path] = ()
+) -> Iterator[Path]:
     """A hidden temporary directory beside `path` that takes its place only when the block completes.
 
     Leaving the block by an exception (or Ctrl-C) deletes the partial directory and keeps any old `path`, so a
-    directory at `path` is always a finished one. An existing non-empty `path` is refused with `error` unless
-    `force`, before any work is done.
+    directory at `path` is always a finished one. Refused with `error` before any work: an existing non-empty
+    `path` unless `force`, and a `path` that is or holds one of the inputs in `keep`, which replacing would delete.
     """
     path = Path(path)
+    for source in map(Path, keep):
+        if path.resolve() == source.resolve() or path.resolve() in source.resolve().parents:
+            raise error(f"{path} would replace {source}, which is read to make it: choose another output directory")
     if path.exists() and not force and not (path.is_dir() and not any(path.iterdir())):
         raise error(f"{path} already exists (pass --force to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)

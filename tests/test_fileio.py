@@ -31,3 +31,14 @@ def test_staged_dir_refuses_a_non_empty_directory_unless_forced(tmp_path):
         (tmp / "b.txt").write_text("two")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_staged_dir_refuses_to_replace_its_own_input_even_when_forced(tmp_path):
+    (tmp_path / "run" / "sub").mkdir(parents=True)
+    for out in (tmp_path / "run", tmp_path, tmp_path / "run" / ".." / "run"):
+        keep = [tmp_path / "run" / "sub"]
+        with pytest.raises(ValueError, match="choose another"), staged_dir(out, True, ValueError, keep=keep):
+            pass
+    assert (tmp_path / "run" / "sub").is_dir()
+    with staged_dir(tmp_path / "run" / "sub" / "out", keep=[tmp_path / "run"]) as tmp:  # inside the input is fine
+        (tmp / "a.txt").write_text("ok")

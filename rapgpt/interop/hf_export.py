@@ -25,7 +25,7 @@ from rapgpt.model import GPT
 def export_hf(run: str | Path, out_dir: str | Path, *, force: bool = False) -> Path:
     """Export the run directory `run` to the Hugging Face directory `out_dir` and return its path."""
     run, out_dir = Path(run), Path(out_dir)
-    with staged_dir(out_dir, force, CheckpointError) as tmp:
+    with staged_dir(out_dir, force, CheckpointError, keep=[run]) as tmp:
         model, tokenizer, run_config = load_run(run)
         save_hf(tmp, model, tokenizer, run_config, run)
     return out_dir

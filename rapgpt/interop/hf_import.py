@@ -32,7 +32,7 @@ def import_hf(hf_dir: str | Path, out_run: str | Path, *, force: bool = False) -
     hf_dir, out_run = Path(hf_dir), Path(out_run)
     if not hf_dir.is_dir():
         raise CheckpointError(f"Hugging Face checkpoint directory not found: {hf_dir}")
-    with staged_dir(out_run, force, CheckpointError) as tmp:
+    with staged_dir(out_run, force, CheckpointError, keep=[hf_dir]) as tmp:
         config_file = hf_dir / "config.json"
         hf = read_json(config_file, "Hugging Face config.json", CheckpointError)
         if not isinstance(hf, dict):

@@ -82,3 +82,10 @@ def test_cli_exports_and_reports_errors_in_one_line(tmp_path, make_run, make_tok
     assert main(["export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "hf2")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "run directory not found" in err
+
+
+def test_export_over_its_own_run_is_refused_even_when_forced(tmp_path, make_run, make_tokenizer):
+    make_run(tmp_path / "run", make_tokenizer("char"))
+    with pytest.raises(CheckpointError, match="choose another output directory"):
+        export_hf(tmp_path / "run", tmp_path / "run", force=True)
+    assert load_run(tmp_path / "run")[0].config.n_layer == 2
