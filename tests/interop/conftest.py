@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 
 from rapgpt.checkpoint import save_run
 from rapgpt.data.tokenizer import CharTokenizer, GPT2Tokenizer, Tokenizer
 from rapgpt.model import GPT, GPTConfig
-
-transformers = pytest.importorskip("transformers")
 
 
 def _randomize(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
