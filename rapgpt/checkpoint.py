@@ -35,27 +35,45 @@ def save_weights(path: str | Path, model: GPT) -> None:
     atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
 
 
-def load_weights(path: str | Path, model: GPT) -> None:
-    """Load weights into `model`, refusing a file that is corrupt or does not fit the model exactly."""
+def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, refusing a missing or corrupt one."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
     try:
-        state = load_file(str(path))
+        return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path} is not a readable safetensors file ({e}); it may be truncated") from e
-    expected = model_state(model)
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{path} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    for name, tensor in state.items():
-        if tensor.shape != expected[name].shape:
-            raise CheckpointError(
-                f"{path}: {name} has shape {tuple(tensor.shape)}, the model expects {tuple(expected[name].shape)}"
-            )
+
+
+def load_weights(path: str | Path, model: GPT) -> None:
+    """Load weights into `model`, refusing a file that is corrupt or does not fit the model exactly."""
+    state = read_weights(path)
+    check_state(state, {k: v.shape for k, v in model_state(model).items()}, str(path))
     model.load_state_dict(state, strict=False)
+
+
+def model_from_state(config: GPTConfig, state: dict[str, torch.Tensor], source: str) -> GPT:
+    """A model holding `state` (as `model_state` gives it), built without the random initialisation that loading
+    would overwrite anyway, which takes seconds for a GPT-2-sized model. The tensors become its parameters."""
+    with torch.device("meta"):
+        model = GPT(config)
+    check_state(state, {k: v.shape for k, v in model_state(model).items()}, source)
+    model.load_state_dict(state, strict=False, assign=True)
+    model.lm_head.weight = model.transformer.wte.weight  # the embedding was replaced: tie the head to it again
+    return model
+
+
+def check_state(state: dict[str, torch.Tensor], shapes: dict[str, torch.Size], source: str) -> None:
+    """Refuse weights from `source` whose names or shapes differ from the expected `shapes`."""
+    missing, unexpected = sorted(set(shapes) - set(state)), sorted(set(state) - set(shapes))
+    if missing or unexpected:
+        raise CheckpointError(f"{source} does not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    for name, tensor in state.items():
+        if tensor.shape != shapes[name]:
+            raise CheckpointError(
+                f"{source}: {name} has shape {tuple(tensor.shape)}, the model expects {tuple(shapes[name])}"
+            )
 
 
 def save_run(run_dir: str | Path, model: GPT, tokenizer: Tokenizer, **extra: Any) -> Path:
@@ -88,6 +106,5 @@ def load_run(
         tokenizer = tokenizer_from_json(config["tokenizer"])
     except (RapgptError, TypeError, KeyError) as e:
         raise CheckpointError(f"{run_dir / CONFIG} is not a valid run config: {e}") from e
-    model = GPT(model_config)
-    load_weights(run_dir / weights, model)
+    model = model_from_state(model_config, read_weights(run_dir / weights), str(run_dir / weights))
     return model.to(device).eval(), tokenizer, config

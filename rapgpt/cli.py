@@ -61,8 +61,49 @@ def _run_collect(args: argparse.Namespace) -> None:
     print(format_summary(summaries))
 
 
+
+def _add_import_hf(sub) -> None:
+    p = _command(
+        sub, "import-hf", "Turn a local Hugging Face GPT-2 checkpoint into a rapgpt run.",
+        "Convert a Hugging Face GPT-2 checkpoint directory on disk (config.json with model.safetensors, its shards, "
+        "or pytorch_model.bin) into a rapgpt run directory that uses GPT-2's BPE tokenizer. Nothing is downloaded.",
+    )
+    p.add_argument("hf_dir", metavar="DIR", help="the Hugging Face checkpoint directory")
+    p.add_argument("--out", required=True, metavar="RUN", help="the run directory to create")
+    p.add_argument("--force", action="store_true", help="replace RUN if it exists")
+
+    def handler(args: argparse.Namespace) -> None:
+        from rapgpt.interop.hf_import import import_hf
+
+        print(f"imported {args.hf_dir} -> {import_hf(args.hf_dir, args.out, force=args.force)}")
+
+    p.set_defaults(handler=handler)
+
+
+def _add_export(sub) -> None:
+    from rapgpt.interop import EXPORT_FORMATS
+
+    p = _command(
+        sub, "export", "Export a run for other tools (Hugging Face transformers).",
+        "Write a run in a format other tools load. hf: a directory that transformers' "
+        "AutoModelForCausalLM.from_pretrained and AutoTokenizer.from_pretrained load offline, with a model card: "
+        "the GPT-2 checkpoint format that vLLM, TGI and llama.cpp's converter read.",
+    )
+    p.add_argument("run", metavar="RUN", help="the run directory to export")
+    p.add_argument("--format", default="hf", choices=EXPORT_FORMATS, help="the format to write")
+    p.add_argument("--out", required=True, metavar="DIR", help="the directory to create")
+    p.add_argument("--force", action="store_true", help="replace DIR if it exists")
+
+    def handler(args: argparse.Namespace) -> None:
+        from rapgpt.interop import export
+
+        print(f"exported {args.run} -> {export(args.run, args.out, args.format, force=args.force)} ({args.format})")
+
+    p.set_defaults(handler=handler)
+
+
 # One entry per subcommand, in the order `rapgpt --help` lists them.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_collect]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_collect, _add_import_hf, _add_export]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,39 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def staged_dir(
+    path: str | Path, force: bool = False, error: type[Exception] = FileExistsError, keep: Sequence[str | Path] = ()
+) -> Iterator[Path]:
+    """A hidden temporary directory beside `path` that takes its place only when the block completes.
+
+    Leaving the block by an exception (or Ctrl-C) deletes the partial directory and keeps any old `path`, so a
+    directory at `path` is always a finished one. Refused with `error` before any work: an existing non-empty
+    `path` unless `force`, and a `path` that is or holds one of the inputs in `keep`, which replacing would delete.
+    """
+    path = Path(path)
+    for source in map(Path, keep):
+        if path.resolve() == source.resolve() or path.resolve() in source.resolve().parents:
+            raise error(f"{path} would replace {source}, which is read to make it: choose another output directory")
+    if path.exists() and not force and not (path.is_dir() and not any(path.iterdir())):
+        raise error(f"{path} already exists (pass --force to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()  # not mkdtemp: the finished directory gets the user's usual permissions
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if path.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+        os.replace(path, old / path.name)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

