@@ -42,6 +42,14 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
 
 
+def check_output_dir(out_dir: str | Path, force: bool) -> Path:
+    """Refuse to replace an existing output unless forced (called before long work, so it fails fast)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not force:
+        raise DataError(f"output directory already exists: {out_dir} (pass --force to replace it)")
+    return out_dir
+
+
 class DatasetWriter:
     """Streams songs into a new dataset directory; `commit` makes it appear atomically at `out_dir`.
 
@@ -49,9 +57,7 @@ class DatasetWriter:
     """
 
     def __init__(self, out_dir: str | Path, tokenizer: Tokenizer, force: bool = False):
-        self.out_dir = Path(out_dir)
-        if self.out_dir.exists() and not force:
-            raise DataError(f"output directory already exists: {self.out_dir} (pass --force to replace it)")
+        self.out_dir = check_output_dir(out_dir, force)
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         self.force = force
         self.tokenizer = tokenizer
