@@ -54,20 +54,42 @@ def _add_prepare(sub) -> None:
     p.add_argument("--separator", metavar="TEXT", help="text between songs in a .txt (default: 2+ blank lines)")
     p.add_argument("--val-fraction", type=float, default=0.1, metavar="F", help="share of songs for validation")
     p.add_argument("--seed", type=int, default=1337, help="seed of the train/validation split")
-    p.add_argument("--artist", action="append", default=[], dest="artists", metavar="NAME",
-                   help="keep only this artist's songs (repeatable; case and punctuation ignored)")  # fmt: skip
-    p.add_argument("--exclude-artist", action="append", default=[], dest="exclude_artists", metavar="NAME",
-                   help="leave this artist's songs out, e.g. to fine-tune on them later (repeatable)")  # fmt: skip
+    p.add_argument(
+        "--artist",
+        action="append",
+        default=[],
+        dest="artists",
+        metavar="NAME",
+        help="keep only this artist's songs (repeatable; case and punctuation ignored)",
+    )
+    p.add_argument(
+        "--exclude-artist",
+        action="append",
+        default=[],
+        dest="exclude_artists",
+        metavar="NAME",
+        help="leave this artist's songs out, e.g. to fine-tune on them later (repeatable)",
+    )
     p.add_argument("--vocab-from", metavar="DIR", help="reuse this dataset's tokenizer (for a fine-tuning set)")
     p.add_argument("--min-words", type=int, default=CleanOptions.min_words, metavar="N", help="drop shorter songs")
-    p.add_argument("--near-threshold", type=float, default=CleanOptions.near_threshold, metavar="J",
-                   help="word 5-gram Jaccard similarity from which a song is a near duplicate")  # fmt: skip
+    p.add_argument(
+        "--near-threshold",
+        type=float,
+        default=CleanOptions.near_threshold,
+        metavar="J",
+        help="word 5-gram Jaccard similarity from which a song is a near duplicate",
+    )
     p.add_argument("--workers", type=int, metavar="N", help="processes for cleaning and tokenizing (default: cores)")
     p.add_argument("--force", action="store_true", help="replace DIR if it exists")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     for name, text in CleanOptions.switches().items():
-        p.add_argument(f"--no-{name.replace('_', '-')}", dest=name, action="store_false", default=argparse.SUPPRESS,
-                       help=f"do not {text}")  # fmt: skip
+        p.add_argument(
+            f"--no-{name.replace('_', '-')}",
+            dest=name,
+            action="store_false",
+            default=argparse.SUPPRESS,
+            help=f"do not {text}",
+        )
     p.set_defaults(handler=_prepare)
 
 

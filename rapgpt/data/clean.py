@@ -49,7 +49,7 @@ SECTION_LINE = re.compile(
     rf"(?:[ \t]*-?[ \t]*{REPEAT})?|{REPEAT}|[\[\](){{}}]+)[ \t]*[:-]?[ \t]*$\n?",
     re.IGNORECASE | re.MULTILINE,
 )
-INLINE_TAG = re.compile(r"[ \t]*\[[^\]\n]*\]")
+INLINE_TAG = re.compile(r"^[ \t]*\[[^\]\n]*\][ \t]*|[ \t]*\[[^\]\n]*\]", re.MULTILINE)
 TRAILING_REPEAT = re.compile(rf"[ \t]*-?[ \t]*{REPEAT}[ \t]*\Z", re.IGNORECASE)
 REPEAT_ENDINGS = frozenset(")]0123456789xX")
 

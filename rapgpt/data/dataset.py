@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Self
 
 import numpy as np
 
@@ -63,8 +63,9 @@ class DatasetWriter:
         self.tokenizer = tokenizer
         self.dtype = token_dtype(tokenizer.vocab_size)
         self.tmp_dir = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.partial-", dir=self.out_dir.parent))
-        self._files: dict[str, BinaryIO] = {s: open(self.tmp_dir / f"{s}.bin", "wb") for s in SPLITS}
-        self._songs = open(self.tmp_dir / "songs.jsonl", "w", encoding="utf-8")
+        # Held open across add_song calls; closed by commit or by leaving the `with` block.
+        self._files: dict[str, BinaryIO] = {s: open(self.tmp_dir / f"{s}.bin", "wb") for s in SPLITS}  # noqa: SIM115
+        self._songs = open(self.tmp_dir / "songs.jsonl", "w", encoding="utf-8")  # noqa: SIM115
         self.tokens = dict.fromkeys(SPLITS, 0)
         self.songs = dict.fromkeys(SPLITS, 0)
 
@@ -105,7 +106,7 @@ class DatasetWriter:
             f.close()
         self._songs.close()
 
-    def __enter__(self) -> DatasetWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

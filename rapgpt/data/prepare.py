@@ -89,12 +89,11 @@ def prepare(
     skips: Counter[str] = Counter()
     drops: Counter[str] = Counter()
     select = ArtistFilter(artists, exclude_artists, drops)
-    fields = Fields(text_field, artist_field, title_field)
+    songs = select(read_sources(sources, format, Fields(text_field, artist_field, title_field), separator, skips))
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.spool-", dir=out.parent) as tmp, Workers(workers) as pool:
         spool = Path(tmp) / "songs.jsonl"
         with open(spool, "w", encoding="utf-8") as f:
-            songs = select(read_sources(sources, format, fields, separator, skips))
             kept = _clean_pass(songs, clean, pool, f, drops, progress)
         select.check_found()
         if not kept.keys:

@@ -69,14 +69,21 @@ def read_sources(
     separator: str | None = None,
     skips: Counter | None = None,
 ) -> Iterator[Song]:
-    """Every song of every source, in order. Skipped records are counted in `skips` ("reason" -> count)."""
+    """Every song of every source, in order. Skipped records are counted in `skips` ("reason" -> count).
+
+    The paths and the format are checked at once, before any song is read, so that a typo fails fast.
+    """
     if format not in FORMATS:
         raise DataError(f"unknown format {format!r}: choose one of {', '.join(FORMATS)}")
-    skips = Counter() if skips is None else skips
-    for source in sources:
-        path = Path(source)
+    paths = [Path(s) for s in sources]
+    for path in paths:
         if not path.exists():
             raise DataError(f"source not found: {path} (check the path)")
+    return _read_all(paths, format, fields, separator, Counter() if skips is None else skips)
+
+
+def _read_all(paths: list[Path], format: str, fields: Fields, separator: str | None, skips: Counter) -> Iterator[Song]:
+    for path in paths:
         before = Counter(skips)
         found = False
         for song in _read_path(path, format, fields, separator, skips):
