@@ -34,12 +34,20 @@ _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)  # s
 class Fingerprint:
     key: bytes  # equal for songs with the same words
     signature: np.ndarray  # (NUM_BINS,) uint64; empty for songs shorter than one shingle
+    bands: tuple[bytes, ...]  # the signature's bands as dictionary keys; b"" for a band of empty bins
 
 
 def fingerprint(text: str) -> Fingerprint:
+    """Computed in worker processes, so that the main process only looks bands up."""
     words = text.lower().encode().translate(None, PUNCTUATION).split()
     key = hashlib.blake2b(b" ".join(words), digest_size=16).digest()
-    return Fingerprint(key, minhash(shingle_hashes(words)))
+    signature = minhash(shingle_hashes(words))
+    if signature.size == 0:
+        return Fingerprint(key, signature, ())
+    rows = NUM_BINS // BANDS
+    raw, empty = signature.tobytes(), (signature == EMPTY).reshape(BANDS, rows).all(axis=1)
+    bands = tuple(b"" if empty[i] else raw[i * rows * 8 : (i + 1) * rows * 8] for i in range(BANDS))
+    return Fingerprint(key, signature, bands)
 
 
 def shingle_hashes(words: list[bytes]) -> np.ndarray:
@@ -87,14 +95,13 @@ class Deduplicator:
             if fp.key in self.keys:
                 return "exact duplicate"
             self.keys.add(fp.key)
-        if self.near and fp.signature.size:
-            bands = [band.tobytes() if (band != EMPTY).any() else b"" for band in fp.signature.reshape(BANDS, -1)]
-            candidates = {i for bucket, band in zip(self.buckets, bands) if band for i in bucket.get(band, ())}
+        if self.near and fp.bands:
+            candidates = {i for bucket, band in zip(self.buckets, fp.bands) if band for i in bucket.get(band, ())}
             if any(jaccard_estimate(self.signatures[i], fp.signature) >= self.threshold for i in candidates):
                 return "near duplicate"
             index = len(self.signatures)
             self.signatures.append(fp.signature)
-            for bucket, band in zip(self.buckets, bands):
+            for bucket, band in zip(self.buckets, fp.bands):
                 if band:
                     bucket.setdefault(band, []).append(index)
         return None
