@@ -2,6 +2,8 @@ import re
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rapgpt.data.clean import (
     CleanOptions,
@@ -144,3 +146,17 @@ def test_genius_page_noise_is_gone_from_a_real_lyricsgenius_corpus(shared_data):
     assert sum(map(count_words, cleaned)) > 0.9 * sum(count_words(s.lyrics) for s in raw)  # lyrics are kept
     assert all(c == c.strip() and "\n\n\n" not in c for c in cleaned)
     assert all(c.isascii() or not re.search("[\u2018\u2019\u201c\u201d\u2014]", c) for c in cleaned)
+
+
+NOISE_AND_LYRICS = st.sampled_from(
+    ["[Chorus]", "(x2)", "Verse 2:", "Produced by A", "http://a.example/c", " ", "  ", "\n", "\n\n", "\u2019", "\u00a0",
+     "You might also like", "Hook", "(Hook)", "[", "]", "x2", "repeat", "-", ":", "(", ")", "\t", "\u200b", "\ufb01",
+     "lantern", "Orbit"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(NOISE_AND_LYRICS, max_size=25).map("".join))
+def test_cleaning_clean_lyrics_changes_nothing(text):
+    once = clean_lyrics(text)
+    assert clean_lyrics(once) == once

@@ -45,12 +45,12 @@ REPEAT = rf"(?:[(\[{{][ \t]*(?:repeat(?:[ \t]*{COUNT})?|{COUNT})[ \t]*[)\]}}]|(?
 # A whole line that only names a section: "[Verse 1: Name]", "(Hook x2)", "Chorus:", "-Chorus-", "Verse 2: (Name)",
 # "[Hook] - repeat 2X", "(x2)", or brackets left alone on a line.
 SECTION_LINE = re.compile(
-    rf"^[ \t]*-?[ \t]*(?:(?:(?:{BRACKETED}[ \t]*)+|{PAREN_LABEL}|{LABEL})[ \t]*(?:\([^()\n]{{0,40}}\))?"
-    rf"(?:[ \t]*-?[ \t]*{REPEAT})?|{REPEAT}|[\[\](){{}}]+)[ \t]*[:-]?[ \t]*$\n?",
-    re.IGNORECASE | re.MULTILINE,
+    rf"[ \t]*-?[ \t]*(?:(?:(?:{BRACKETED}[ \t]*)+|{PAREN_LABEL}|{LABEL})[ \t]*(?:\([^()\n]{{0,40}}\))?"
+    rf"(?:[ \t]*-?[ \t]*{REPEAT})*|(?:{REPEAT}[ \t]*)+|[\[\](){{}}]+)[ \t]*[:-]?[ \t]*",
+    re.IGNORECASE,
 )
-INLINE_TAG = re.compile(r"^[ \t]*\[[^\]\n]*\][ \t]*|[ \t]*\[[^\]\n]*\]", re.MULTILINE)
-TRAILING_REPEAT = re.compile(rf"[ \t]*-?[ \t]*{REPEAT}[ \t]*\Z", re.IGNORECASE)
+INLINE_TAG = re.compile(r"^[ \t]*\[[^\]\n]*\][ \t]*|[ \t]*\[[^\]\n]*\]")
+TRAILING_REPEAT = re.compile(rf"(?:[ \t]*-?[ \t]*{REPEAT})+[ \t]*\Z", re.IGNORECASE)
 REPEAT_ENDINGS = frozenset(")]0123456789xX")
 
 # --- credits -------------------------------------------------------------------------------------------------------
@@ -103,14 +103,19 @@ def strip_genius_noise(text: str, title: str = "") -> str:
 
 def strip_section_tags(text: str) -> str:
     """Drop section labels ("[Chorus]", "[Verse 1: Name]", "(Hook x2)", "Chorus:") and repeat marks ("(x2)")."""
-    text = SECTION_LINE.sub("", text)
-    if "[" in text:  # tags inside a line, then the labels they leave alone on a line ("Outro: [Name]")
-        text = SECTION_LINE.sub("", INLINE_TAG.sub("", text))
-    # Line by line: a regex over the whole text would try every position, and only a few lines end this way.
-    return "\n".join(
-        TRAILING_REPEAT.sub("", line) if line.rstrip(" \t")[-1:] in REPEAT_ENDINGS else line
-        for line in text.split("\n")
-    )
+    lines = []
+    for line in text.split("\n"):
+        if not line:
+            lines.append(line)
+            continue
+        if SECTION_LINE.fullmatch(line):
+            continue
+        kept = INLINE_TAG.sub("", line) if "[" in line else line
+        if kept.rstrip(" \t")[-1:] in REPEAT_ENDINGS:
+            kept = TRAILING_REPEAT.sub("", kept)
+        if kept == line or (kept.strip() and not SECTION_LINE.fullmatch(kept)):  # drop what only held labels
+            lines.append(kept)
+    return "\n".join(lines)
 
 
 def strip_credits(text: str) -> str:
@@ -171,12 +176,14 @@ class CleanOptions:
         return {f.name: f.metadata["help"] for f in fields(cls) if "help" in f.metadata}
 
 
-# The text steps in the order they run; genius noise first, since its header rule reads the raw page.
+# The text steps in the order they run, after the genius noise (its header rule reads the raw page). Each step may
+# reveal the next one's target ("[Chorus] Produced by X" is a credit line once the tag is gone), never an earlier
+# one's, so that cleaning clean lyrics changes nothing.
 STEPS: list[tuple[str, Callable[[str], str]]] = [
     ("unicode", normalize_unicode),
-    ("credits", strip_credits),
-    ("section_tags", strip_section_tags),
     ("urls", strip_urls),
+    ("section_tags", strip_section_tags),
+    ("credits", strip_credits),
     ("spaces", strip_spaces),
     ("blank_lines", squeeze_blank_lines),
 ]
