@@ -19,17 +19,13 @@ from __future__ import annotations
 
 import functools
 import json
-import multiprocessing
-import os
 import re
-import signal
 import tempfile
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from itertools import islice
 from pathlib import Path
-from typing import Any, Self, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 from tqdm import tqdm
@@ -42,6 +38,7 @@ from rapgpt.data.readers import Fields, Song, read_sources
 from rapgpt.data.split import assign_splits, check_val_fraction
 from rapgpt.data.stats import CorpusStats
 from rapgpt.data.tokenizer import CharTokenizer, GPT2Tokenizer, Tokenizer, tokenizer_from_json
+from rapgpt.data.workers import Workers, batches
 from rapgpt.errors import ConfigError, DataError
 
 TOKENIZERS = ("char", "gpt2")
@@ -104,7 +101,7 @@ def prepare(
                 + " (lower --min-words, check --artist / --exclude-artist, or add sources)"
             )
         is_val = assign_splits(kept.keys, val_fraction, seed)
-        tok = base or _new_tokenizer(kind, kept, is_val)
+        tok = base or CharTokenizer.from_texts(chars for chars, val in zip(kept.charsets, is_val) if not val)
         with DatasetWriter(out, tok, force) as writer:
             stats, unknown = _tokenize_pass(spool, kept, is_val, tok, pool, writer, progress)
             extra: dict[str, Any] = {"skipped": dict(skips), "dropped": dict(drops)}
@@ -169,7 +166,6 @@ class KeptSongs:
     """What pass one remembers of each song it kept, in spool order."""
 
     keys: list[bytes] = field(default_factory=list)
-    artists: list[str] = field(default_factory=list)
     words: list[int] = field(default_factory=list)
     chars: list[int] = field(default_factory=list)
     charsets: list[str] = field(default_factory=list)
@@ -212,18 +208,11 @@ def _clean_pass(
                     continue
                 spool.write(json.dumps({"artist": song.artist, "title": song.title, "lyrics": result.text}) + "\n")
                 kept.keys.append(result.fingerprint.key)
-                kept.artists.append(song.artist)
                 kept.words.append(result.words)
                 kept.chars.append(len(result.text))
                 kept.charsets.append("".join(set(result.text)))
             bar.update(len(batch))
     return kept
-
-
-def _new_tokenizer(kind: str, kept: KeptSongs, is_val: np.ndarray) -> Tokenizer:
-    if kind == "gpt2":
-        return GPT2Tokenizer()
-    return CharTokenizer.from_texts(c for c, val in zip(kept.charsets, is_val) if not val)
 
 
 def _base_tokenizer(vocab_from: str | Path | None, tokenizer: str | None) -> Tokenizer | None:
@@ -278,50 +267,3 @@ def _tokenize_pass(
                 i += 1
             bar.update(len(batch))
     return stats, unknown
-
-
-def batches(items: Iterable, size: int) -> Iterator[list]:
-    """Consecutive lists of `size` items (the last may be shorter)."""
-    it = iter(items)
-    while batch := list(islice(it, size)):
-        yield batch
-
-
-def _ignore_sigint() -> None:
-    """Workers leave Ctrl-C to the main process, which stops them and cleans up."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-class Workers:
-    """Worker processes that map batches in order, with a bounded number in flight (`Pool.imap` would read all
-    its input ahead, defeating the streaming). With one worker, the work runs in this process."""
-
-    def __init__(self, n: int | None = None):
-        self.n = (os.cpu_count() or 1) if n is None else n
-        if self.n < 1:
-            raise ConfigError(f"--workers must be at least 1, got {self.n}")
-        self.pool = multiprocessing.Pool(self.n, initializer=_ignore_sigint) if self.n > 1 else None
-
-    def map(self, work: Callable[[Any], Any], batches: Iterable[list], payload: Callable[[list], Any]) -> Iterator:
-        """(batch, work(payload(batch))) for each batch, in order."""
-        if self.pool is None:
-            for batch in batches:
-                yield batch, work(payload(batch))
-            return
-        pending: deque = deque()
-        for batch in batches:
-            pending.append((batch, self.pool.apply_async(work, (payload(batch),))))
-            if len(pending) > 2 * self.n:
-                batch, result = pending.popleft()
-                yield batch, result.get()
-        while pending:
-            batch, result = pending.popleft()
-            yield batch, result.get()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
