@@ -233,3 +233,11 @@ def test_real_corpus_subset_is_cleaned_deduplicated_and_counted(shared_data, tmp
     assert 1.2 < stats["total"]["tokens"] / stats["total"]["words"] < 1.8
     text = "\n".join(decoded_songs(ds, "train"))
     assert "[" not in text and "Produced by" not in text and "\n\n\n" not in text
+
+
+def test_bundled_sample_corpus_prepares_with_no_source(tmp_path):
+    if not sample_corpus_dir().is_dir():
+        pytest.skip("the sample corpus is not in this checkout")
+    stats = TokenDataset(prepare(out=tmp_path / "ds", progress=False)).meta["stats"]
+    assert stats["total"]["artists"] >= 6 and stats["total"]["songs"] >= 60 and stats["total"]["words"] >= 15_000
+    assert stats["val"]["songs"] > 0
