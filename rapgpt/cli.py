@@ -15,8 +15,17 @@ from rapgpt import __version__
 from rapgpt.errors import RapgptError
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default only when it says something: not for None, False or an empty list."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=36, width=110)
+    return _HelpFormatter(prog, max_help_position=36, width=110)
 
 
 def _command(sub, name: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
@@ -61,7 +70,6 @@ def _run_collect(args: argparse.Namespace) -> None:
     print(format_summary(summaries))
 
 
-
 def _add_import_hf(sub) -> None:
     p = _command(
         sub, "import-hf", "Turn a local Hugging Face GPT-2 checkpoint into a rapgpt run.",
@@ -102,8 +110,104 @@ def _add_export(sub) -> None:
     p.set_defaults(handler=handler)
 
 
+def _add_prepare(sub) -> None:
+    from rapgpt.data.clean import CleanOptions
+    from rapgpt.data.readers import FORMATS
+
+    p = _command(
+        sub,
+        "prepare",
+        "Turn lyric files into a tokenized dataset: read, clean, dedupe, split, tokenize.",
+        "Read lyrics (folders of .txt, .txt, CSV, Genius/lyricsgenius JSON), clean and deduplicate them, split them "
+        "by song into train and validation, tokenize them, and write DIR/train.bin, val.bin, songs.jsonl, "
+        "tokenizer.json and meta.json. Prints the dataset's statistics.",
+    )
+    p.add_argument("sources", nargs="*", metavar="SOURCE", help="lyric files or folders (default: the sample corpus)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the dataset directory to write")
+    p.add_argument("--tokenizer", choices=("char", "gpt2"), help="tokenizer (default: char, or --vocab-from's)")
+    p.add_argument("--format", choices=FORMATS, default="auto", help="source format; auto: by extension and content")
+    p.add_argument("--text-field", metavar="NAME", help="CSV column or JSON field holding the lyrics")
+    p.add_argument("--artist-field", metavar="NAME", help="CSV column or JSON field holding the artist")
+    p.add_argument("--title-field", metavar="NAME", help="CSV column or JSON field holding the title")
+    p.add_argument("--separator", metavar="TEXT", help="text between songs in a .txt (default: 2+ blank lines)")
+    p.add_argument("--val-fraction", type=float, default=0.1, metavar="F", help="share of songs for validation")
+    p.add_argument("--seed", type=int, default=1337, help="seed of the train/validation split")
+    p.add_argument(
+        "--artist",
+        action="append",
+        default=[],
+        dest="artists",
+        metavar="NAME",
+        help="keep only this artist's songs (repeatable; case and punctuation ignored)",
+    )
+    p.add_argument(
+        "--exclude-artist",
+        action="append",
+        default=[],
+        dest="exclude_artists",
+        metavar="NAME",
+        help="leave this artist's songs out, e.g. to fine-tune on them later (repeatable)",
+    )
+    p.add_argument("--vocab-from", metavar="DIR", help="reuse this dataset's tokenizer (for a fine-tuning set)")
+    p.add_argument("--min-words", type=int, default=CleanOptions.min_words, metavar="N", help="drop shorter songs")
+    p.add_argument(
+        "--near-threshold",
+        type=float,
+        default=CleanOptions.near_threshold,
+        metavar="J",
+        help="word 5-gram Jaccard similarity from which a song is a near duplicate",
+    )
+    p.add_argument("--workers", type=int, metavar="N", help="processes for cleaning and tokenizing (default: cores)")
+    p.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    for name, text in CleanOptions.switches().items():
+        p.add_argument(
+            f"--no-{name.replace('_', '-')}",
+            dest=name,
+            action="store_false",
+            default=argparse.SUPPRESS,
+            help=f"do not {text}",
+        )
+    p.set_defaults(handler=_prepare)
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from rapgpt.data.clean import CleanOptions
+    from rapgpt.data.dataset import TokenDataset
+    from rapgpt.data.prepare import prepare
+    from rapgpt.data.stats import format_stats
+
+    switches = {name: getattr(args, name, True) for name in CleanOptions.switches()}
+    out = prepare(
+        args.sources,
+        args.out,
+        args.tokenizer,
+        format=args.format,
+        text_field=args.text_field,
+        artist_field=args.artist_field,
+        title_field=args.title_field,
+        separator=args.separator,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        artists=args.artists,
+        exclude_artists=args.exclude_artists,
+        vocab_from=args.vocab_from,
+        clean=CleanOptions(**switches, min_words=args.min_words, near_threshold=args.near_threshold),
+        force=args.force,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    print(format_stats(TokenDataset(out).meta["stats"]))
+    print(f"dataset written to {out}")
+
+
 # One entry per subcommand, in the order `rapgpt --help` lists them.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_collect, _add_import_hf, _add_export]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_collect,
+    _add_prepare,
+    _add_import_hf,
+    _add_export,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -17,7 +17,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Self
 
 import numpy as np
 
@@ -42,6 +42,14 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 2**16 else np.dtype(np.uint32)
 
 
+def check_output_dir(out_dir: str | Path, force: bool) -> Path:
+    """Refuse to replace an existing output unless forced (called before long work, so it fails fast)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not force:
+        raise DataError(f"output directory already exists: {out_dir} (pass --force to replace it)")
+    return out_dir
+
+
 class DatasetWriter:
     """Streams songs into a new dataset directory; `commit` makes it appear atomically at `out_dir`.
 
@@ -49,16 +57,15 @@ class DatasetWriter:
     """
 
     def __init__(self, out_dir: str | Path, tokenizer: Tokenizer, force: bool = False):
-        self.out_dir = Path(out_dir)
-        if self.out_dir.exists() and not force:
-            raise DataError(f"output directory already exists: {self.out_dir} (pass --force to replace it)")
+        self.out_dir = check_output_dir(out_dir, force)
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         self.force = force
         self.tokenizer = tokenizer
         self.dtype = token_dtype(tokenizer.vocab_size)
         self.tmp_dir = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.partial-", dir=self.out_dir.parent))
-        self._files: dict[str, BinaryIO] = {s: open(self.tmp_dir / f"{s}.bin", "wb") for s in SPLITS}
-        self._songs = open(self.tmp_dir / "songs.jsonl", "w", encoding="utf-8")
+        # Held open across add_song calls; closed by commit or by leaving the `with` block.
+        self._files: dict[str, BinaryIO] = {s: open(self.tmp_dir / f"{s}.bin", "wb") for s in SPLITS}  # noqa: SIM115
+        self._songs = open(self.tmp_dir / "songs.jsonl", "w", encoding="utf-8")  # noqa: SIM115
         self.tokens = dict.fromkeys(SPLITS, 0)
         self.songs = dict.fromkeys(SPLITS, 0)
 
@@ -99,7 +106,7 @@ class DatasetWriter:
             f.close()
         self._songs.close()
 
-    def __enter__(self) -> DatasetWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
