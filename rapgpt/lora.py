@@ -55,7 +55,10 @@ class LoRAConfig:
     rank: int = 8
     alpha: float = 8.0
     rslora: bool = True
-    dropout: float = 0.05  # on the input of the LoRA path of Linear layers, during training only
+    # Dropout on the input of the LoRA path of Linear layers, in training. Off by default, as in PEFT: on a CPU,
+    # drawing a mask for every adapted layer costs more than LoRA saves over full training (benchmarks/lora_step.py),
+    # and the model's own dropout still regularises.
+    dropout: float = 0.0
     targets: tuple[str, ...] = field(default=DEFAULT_TARGETS)  # name patterns, see `select_targets`
 
     def __post_init__(self) -> None:
@@ -103,12 +106,16 @@ class LoRALinear(nn.Module):
         return (self.lora_B @ self.lora_A) * self.scaling
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base(x)
         if self.merged:
-            return y
-        # Scaling the rank-r intermediate costs r multiplies per token instead of `out`; the sum is made in place
-        # because the base matmul's backward does not need its output.
-        return y.add_(F.linear(F.linear(self.dropout(x), self.lora_A) * self.scaling, self.lora_B))
+            return self.base(x)
+        device = x.device.type
+        if torch.is_autocast_enabled(device):  # cast once for both paths (autocast would cast x for each matmul)
+            x = x.to(torch.get_autocast_dtype(device))
+        y = self.base(x)
+        # The scaling goes on the rank-r intermediate (r multiplies per token instead of `out`); `@ lora_B.T` makes
+        # B's gradient the fast (r, T) @ (T, out) product; the sum is made in place, as the base matmul's backward
+        # does not need its output.
+        return y.add_((F.linear(self.dropout(x), self.lora_A) * self.scaling) @ self.lora_B.T)
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -149,7 +156,7 @@ class LoRAEmbedding(nn.Module):
         y = self.base(idx)
         if self.merged:
             return y
-        return y.add_(F.linear(F.embedding(idx, self.lora_A.T) * self.scaling, self.lora_B))
+        return y.add_((F.embedding(idx, self.lora_A.T) * self.scaling) @ self.lora_B.T)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., dim) against the adapted matrix: x W^T + scaling * (x B) A, without forming W + update."""
