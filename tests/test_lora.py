@@ -370,16 +370,26 @@ def test_merge_command_writes_a_standalone_run(tmp_path, tiny_model, capsys):
     save_run(tmp_path / "base", tiny_model, tokenizer())
     apply_lora(tiny_model, WITH_WTE)
     randomize_lora(tiny_model)
-    save_adapter(tmp_path / "ft", tiny_model, WITH_WTE)
-    args = ["merge", "--base", str(tmp_path / "base"), "--adapter", str(tmp_path / "ft"), "--out"]
-    assert main([*args, str(tmp_path / "merged")]) == 0
+    save_adapter(tmp_path / "ft", tiny_model, WITH_WTE, base_run=tmp_path / "base")
+    # Without --base, the base run recorded in the adapter is used.
+    assert main(["merge", "--adapter", str(tmp_path / "ft"), "--out", str(tmp_path / "merged")]) == 0
     model, tok, config = load_run(tmp_path / "merged")
     assert tok == tokenizer() and config["merged_from"]["adapter"] == str(tmp_path / "ft")
+    assert config["merged_from"]["base_run"] == str(tmp_path / "base")
     idx = torch.randint(0, 67, (2, 12))
     with torch.no_grad():
         assert (model(idx)[0] - tiny_model(idx)[0]).abs().max() < 1e-5
     before = (tmp_path / "merged" / "model.safetensors").read_bytes()
+    args = ["merge", "--base", str(tmp_path / "base"), "--adapter", str(tmp_path / "ft"), "--out"]
     assert main([*args, str(tmp_path / "merged")]) == 2
-    assert main([*args, str(tmp_path / "base"), "--force"]) == 2
     assert "already exists" in capsys.readouterr().err
+    assert main([*args, str(tmp_path / "base"), "--force"]) == 2
+    assert "is the base directory" in capsys.readouterr().err
     assert (tmp_path / "merged" / "model.safetensors").read_bytes() == before
+
+
+def test_adapter_without_a_recorded_base_needs_one_named(tmp_path, tiny_model):
+    apply_lora(tiny_model, LoRAConfig())
+    save_adapter(tmp_path / "ft", tiny_model, LoRAConfig())
+    with pytest.raises(CheckpointError, match="does not record its base run"):
+        load_adapted_run(None, tmp_path / "ft")
