@@ -284,6 +284,7 @@ def load_lora_state(model: nn.Module, state: dict[str, torch.Tensor], source: st
         if tensor.shape != expected[name].shape:
             raise CheckpointError(f"{source}: {name} has shape {tuple(tensor.shape)}, the adapted model expects "
                                   f"{tuple(expected[name].shape)}")
+    for name, tensor in state.items():  # only once every tensor fits, so that a refusal changes nothing
         expected[name].copy_(tensor)
 
 
