@@ -2,7 +2,10 @@
 
 Each step is forward + backward + AdamW on the trainable parameters, under bf16 autocast or in fp32. The two
 kinds of step alternate, so that both see the same load on a shared machine; the table reports medians of the
-wall-clock time and of the CPU time, which other processes on a busy machine disturb less.
+wall-clock time and of the CPU time, which other processes on a busy machine disturb less. On a machine with more
+busy threads than cores, `--threads 1` measures the work itself: with several threads, every parallel kernel can
+wait a scheduler time slice for a descheduled thread, which charges each step by its number of kernels (LoRA adds
+small ones) rather than by its arithmetic.
 
     python -m benchmarks.lora_step [--preset char-10m] [--batch 16] [--steps 3]   (from the project root)
 """
