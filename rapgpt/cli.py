@@ -201,12 +201,37 @@ def _prepare(args: argparse.Namespace) -> None:
     print(f"dataset written to {out}")
 
 
+def _add_merge(sub) -> None:
+    p = _command(
+        sub,
+        "merge",
+        "Merge a LoRA adapter into its base model, giving a standalone run directory.",
+        "Fold the adapter's low-rank updates into the base weights. The result loads and generates like any "
+        "pretrained run, at the base model's speed, without the adapter.",
+    )
+    p.add_argument("--base", metavar="RUN",
+                   help="the base run directory the adapter was trained on; when omitted, the one the adapter records")
+    p.add_argument("--adapter", required=True, metavar="RUN2",
+                   help="the fine-tuning run directory holding adapter.safetensors and adapter_config.json")
+    p.add_argument("--out", required=True, metavar="RUN3", help="the new run directory to write")
+    p.add_argument("--force", action="store_true", help="replace the model in --out if it already exists")
+    p.set_defaults(handler=_merge)
+
+
+def _merge(args: argparse.Namespace) -> None:
+    from rapgpt.lora import merge_run
+
+    out = merge_run(args.base, args.adapter, args.out, force=args.force)
+    print(f"merged {args.adapter} into its base: wrote {out}")
+
+
 # One entry per subcommand, in the order `rapgpt --help` lists them.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_collect,
     _add_prepare,
     _add_import_hf,
     _add_export,
+    _add_merge,
 ]
 
 
