@@ -82,6 +82,12 @@ class KVCache:
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
 
+    def rows(self, start: int, stop: int) -> KVCache:
+        """Sequences start..stop-1 as a cache of their own that shares this one's memory (slots of a batch)."""
+        view = object.__new__(KVCache)
+        view.k, view.v = self.k[start:stop], self.v[start:stop]
+        return view
+
     def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor, length: int):
         """Store k, v (B, H, T, D) at positions `input_pos` (B, T); return the first `length` cached positions."""
         index = input_pos[:, None, :, None].expand_as(k)
@@ -113,7 +119,12 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         else:
             k, v = cache.update(input_pos, k, v, mask.size(-1))
-            y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask)
+            if T == 1:
+                # Decoding: one query per row. On CPU the fused bf16 kernels are several times slower for a single
+                # query than float32 attention over an upcast copy of the cache, which also keeps scores precise.
+                y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask).to(q.dtype)
+            else:
+                y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -179,8 +190,9 @@ class GPT(nn.Module):
 
     def new_cache(self, batch: int, dtype: torch.dtype | None = None, device: Any = None) -> list[KVCache]:
         c = self.config
-        dtype = dtype or self.lm_head.weight.dtype
-        device = device or self.lm_head.weight.device
+        # ln_f keeps the compute dtype even when inference swaps the Linear layers for packed or quantized ones.
+        dtype = dtype or self.transformer.ln_f.weight.dtype
+        device = device or self.transformer.ln_f.weight.device
         return [KVCache(batch, c.n_head, c.block_size, c.head_dim, dtype, device) for _ in range(c.n_layer)]
 
     def forward(
