@@ -61,8 +61,31 @@ def _run_collect(args: argparse.Namespace) -> None:
     print(format_summary(summaries))
 
 
+def _add_merge(sub) -> None:
+    p = _command(
+        sub,
+        "merge",
+        "Merge a LoRA adapter into its base model, giving a standalone run directory.",
+        "Fold the adapter's low-rank updates into the base weights. The result loads and generates like any "
+        "pretrained run, at the base model's speed, without the adapter.",
+    )
+    p.add_argument("--base", required=True, metavar="RUN", help="the base run directory the adapter was trained on")
+    p.add_argument("--adapter", required=True, metavar="RUN2",
+                   help="the fine-tuning run directory holding adapter.safetensors and adapter_config.json")
+    p.add_argument("--out", required=True, metavar="RUN3", help="the new run directory to write")
+    p.add_argument("--force", action="store_true", help="replace the model in --out if it already exists")
+    p.set_defaults(handler=_merge)
+
+
+def _merge(args: argparse.Namespace) -> None:
+    from rapgpt.lora import merge_run
+
+    out = merge_run(args.base, args.adapter, args.out, force=args.force)
+    print(f"merged {args.adapter} into {args.base}: wrote {out}")
+
+
 # One entry per subcommand, in the order `rapgpt --help` lists them.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_collect]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_collect, _add_merge]
 
 
 def build_parser() -> argparse.ArgumentParser:
