@@ -84,8 +84,50 @@ def _merge(args: argparse.Namespace) -> None:
     print(f"merged {args.adapter} into {args.base}: wrote {out}")
 
 
+def _add_serve(sub) -> None:
+    p = _command(sub, "serve", "serve a model over HTTP: the browser front end, rapgpt's API and OpenAI's",
+                 "Serve a trained run, and any fine-tuned adapters of it, with a lyrics front end at / , "
+                 "POST /api/generate, OpenAI-compatible /v1/completions and /v1/models, /health and /metrics. "
+                 "Requests in flight are decoded together in one batch per model.")
+    p.add_argument("--model", required=True, metavar="RUN", help="the run directory to serve (from `rapgpt train`)")
+    p.add_argument("--adapter", action="append", default=[], metavar="NAME=RUN2",
+                   help="also serve the fine-tuned adapter in RUN2 (from `rapgpt finetune`) as model NAME; repeat "
+                        "for several. Each is merged into its own copy of the weights")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; 0.0.0.0 exposes the server to the network (set --api-key)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--api-key", default=None,
+                   help="require 'Authorization: Bearer KEY' on /api, /v1 and /metrics; omitted: $RAPGPT_API_KEY "
+                        "if set, else no key")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let web pages from ORIGIN (e.g. https://example.com, or *) call the API; repeatable")
+    p.add_argument("--max-queue", type=int, default=64, metavar="N",
+                   help="requests that may wait for a place in the batch; more are refused with 429 and Retry-After")
+    p.add_argument("--max-batch", type=int, default=32, metavar="N",
+                   help="requests decoded together per model (each holds a KV cache for the whole context)")
+    p.add_argument("--time-limit", type=float, default=120.0, metavar="SECONDS",
+                   help="stop a request this long after it arrived, returning the text so far")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="compute precision (bf16 halves memory and is faster on CPUs with AVX512-BF16/AMX)")
+    p.add_argument("--quantize", choices=("int8",), default=None, help="weight-only int8 quantization")
+    p.set_defaults(handler=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> None:
+    import logging
+    import os
+
+    from rapgpt.serve.server import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    serve(args.model, args.adapter, host=args.host, port=args.port,
+          api_key=args.api_key or os.environ.get("RAPGPT_API_KEY") or None, cors_origins=args.cors_origin,
+          max_queue=args.max_queue, max_batch=args.max_batch, time_limit=args.time_limit, precision=args.precision,
+          quantize=args.quantize)
+
+
 # One entry per subcommand, in the order `rapgpt --help` lists them.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_collect, _add_merge]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_collect, _add_merge, _add_serve]
 
 
 def build_parser() -> argparse.ArgumentParser:
