@@ -239,8 +239,6 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
             raise ApiError(404, f"the model {body.model!r} does not exist; choose one of {', '.join(engine.models)}",
                            param="model", code="model_not_found")
         prompts, n = body.prompts(), body.n or 1
-        if not prompts:
-            raise invalid("prompt", "give at least one prompt")
         if len(prompts) * n > MAX_CHOICES:
             raise invalid("n", f"{len(prompts)} prompt(s) x n={n} asks for more than {MAX_CHOICES} completions")
         params = _sampling(body.sampling)

@@ -106,14 +106,15 @@ class CompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: Name
-    prompt: Prompt | list[Prompt] = Field("", description="a prompt, or a list of up to 8 prompts")
+    prompt: Prompt | Annotated[list[Prompt], Field(min_length=1, max_length=MAX_CHOICES)] = Field(
+        "", description=f"a prompt, or a list of up to {MAX_CHOICES} prompts")
     max_tokens: int | None = Field(16, ge=1, le=MAX_NEW_TOKENS)
     temperature: float | None = Field(1.0, ge=0, le=2)
     top_p: float | None = Field(1.0, gt=0, le=1)
     n: int | None = Field(1, ge=1, le=MAX_CHOICES)
     stream: bool | None = False
     stream_options: StreamOptions | None = None
-    stop: StopString | list[StopString] | None = Field(None)
+    stop: StopString | Annotated[list[StopString], Field(max_length=MAX_STOP_STRINGS)] | None = None
     seed: Seed | None = None
     presence_penalty: Penalty | None = 0.0
     frequency_penalty: Penalty | None = 0.0
