@@ -352,14 +352,17 @@ def _usage(results: Sequence[Result], prompts: Sequence[Result]) -> Usage:
 async def _collect(request: Request, engine: Engine, tickets: list[Ticket], sink: Sink, poll: float) -> list[Result]:
     """Await every ticket's result, cancelling them all if the client goes away or one fails."""
     results: dict[int, Result] = {}
+    checked = time.monotonic()
     try:
         while len(results) < len(tickets):
             try:
                 message = await asyncio.wait_for(sink.get(), poll)
             except TimeoutError:
+                message = None
+            if time.monotonic() - checked >= poll:  # pieces may arrive faster than `poll`: check by the clock
+                checked = time.monotonic()
                 if await request.is_disconnected():
-                    raise ApiError(499, "the client closed the connection", code="disconnect") from None
-                continue
+                    raise ApiError(499, "the client closed the connection", code="disconnect")
             if isinstance(message, Failed):
                 raise engine_error(message.error)
             if isinstance(message, Finished):
