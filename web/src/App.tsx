@@ -79,6 +79,7 @@ export function App() {
   const [notice, setNotice] = useState<string | null>(null);
   const [history, setHistory] = useState<HistoryEntry[]>(() => loadHistory());
   const abort = useRef<AbortController | null>(null);
+  const sheetRef = useRef<HTMLElement | null>(null);
 
   useEffect(() => saveHistory(history), [history]);
 
@@ -113,6 +114,9 @@ export function App() {
     setError(null);
     setStreaming(true);
     setSheet({ id: null, prompt, text: "", model: chosen.id, created, result: null });
+    if (window.matchMedia("(max-width: 720px)").matches) {
+      sheetRef.current?.scrollIntoView({ behavior: "smooth", block: "start" }); // on a phone the lyrics are below
+    }
     let text = "";
     let finish = "error";
     let result: GenerateResult | null = null;
@@ -182,7 +186,7 @@ export function App() {
           <span className="brand-tag">lyrics studio</span>
         </div>
         <div className="topbar-right">
-          <span className={`status status-${health}`} role="status">
+          <span className={`status status-${health}`} role="status" aria-label="Server status">
             <span className="dot" aria-hidden="true" />
             {health === "ready" ? "Ready" : health === "loading" ? "Loading model…" : "Server unreachable"}
           </span>
@@ -225,7 +229,7 @@ export function App() {
           </div>
         </section>
 
-        <section className="panel sheet" aria-label="Lyrics">
+        <section className="panel sheet" aria-label="Lyrics" ref={sheetRef}>
           <div className="panel-head">
             <h2>Lyrics</h2>
             <div className="sheet-actions">
