@@ -104,9 +104,11 @@ def test_generate_returns_what_the_generation_package_writes(client, models):
 
 
 def test_generate_with_an_adapter_uses_its_weights(client, models):
-    r = client.post("/api/generate", json={"prompt": "city ", "max_new_tokens": 20, "seed": 5, "adapter": "verses"})
+    r = client.post("/api/generate", json={"prompt": "city ", "max_new_tokens": 20, "seed": 5, "adapter": "verses",
+                                           "temperature": 1})  # a JSON integer is a valid number
     assert r.status_code == 200
-    assert r.json()["text"] == reference(models[1].model, "city ", SamplingParams(max_new_tokens=20, seed=5)).text
+    expected = reference(models[1].model, "city ", SamplingParams(max_new_tokens=20, seed=5, temperature=1.0))
+    assert r.json()["text"] == expected.text
     assert r.json()["model"] == "verses" and r.json()["adapter"] == "verses"
 
 
@@ -126,8 +128,8 @@ def test_generate_stream_sends_pieces_that_add_up_to_the_final_answer(client, mo
 @pytest.mark.parametrize(("field", "value"), [
     ("prompt", "a" * (MAX_PROMPT_CHARS + 1)), ("prompt", 5), ("prompt", None),
     ("max_new_tokens", 0), ("max_new_tokens", 2049), ("max_new_tokens", 1.5), ("max_new_tokens", "many"),
-    ("temperature", -0.1), ("temperature", 2.01), ("top_k", 0), ("top_k", 10**6),
-    ("top_p", 0), ("top_p", 1.01), ("min_p", -0.01), ("min_p", 1.01),
+    ("temperature", -0.1), ("temperature", 2.01), ("temperature", 1e-300), ("top_k", 0), ("top_k", 10**6),
+    ("top_p", 0), ("top_p", 1e-300), ("top_p", 1.01), ("min_p", -0.01), ("min_p", 1.01),
     ("repetition_penalty", 0.1), ("repetition_penalty", 2.5), ("frequency_penalty", -2.01),
     ("presence_penalty", 2.01), ("stop", ["a"] * 5), ("stop", [""]), ("stop", ["x" * 65]), ("stop", "\n"),
     ("seed", -1), ("seed", 2**63), ("adapter", "nope"), ("adapter", "../../etc/passwd"), ("adapter", "tiny"),
@@ -207,7 +209,7 @@ def test_completions_for_an_unknown_model_is_a_404_naming_the_models(client):
 
 @pytest.mark.parametrize(("field", "value"), [
     ("model", ""), ("prompt", [1, 2, 3]), ("prompt", ["a"] * 9), ("prompt", []), ("max_tokens", 0),
-    ("max_tokens", 5000), ("temperature", 3), ("top_p", 0), ("n", 0), ("n", 9), ("stop", ["a"] * 5), ("stop", ""),
+    ("max_tokens", 5000), ("temperature", 3), ("temperature", 0.005), ("top_p", 0), ("top_p", 1e-9), ("n", 0), ("n", 9), ("stop", ["a"] * 5), ("stop", ""),
     ("seed", -1), ("presence_penalty", 3), ("frequency_penalty", -3), ("best_of", 2), ("logprobs", 1),
     ("logit_bias", {"1": 2}), ("suffix", "x"), ("top_k", 0), ("min_p", 2), ("repetition_penalty", 5),
     ("stream", "sometimes"),

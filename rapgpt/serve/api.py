@@ -26,6 +26,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rapgpt import __version__
 from rapgpt.errors import ConfigError, RapgptError, TokenizerError
@@ -55,7 +56,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 METRIC_PATHS = ("/api/generate", "/v1/completions", "/v1/models", "/health", "/metrics", "/docs", "/openapi.json")
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
-    for code, text in [(401, "missing or wrong API key"), (422, "a field is invalid; `error.param` names it"),
+    for code, text in [(400, "the body cannot be read (it is not UTF-8 text)"), (401, "missing or wrong API key"), (422, "a field is invalid; `error.param` names it"),
                        (429, "the queue is full: retry after the Retry-After header's seconds"),
                        (503, "the model is loading or the server is too busy: retry after Retry-After")]
 }
@@ -129,6 +130,10 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
         message = f"{'.'.join(field) or 'body'}: {first['msg']}"
         metrics.errors.labels("validation").inc()
         return ApiError(422, message, param=param, detail=detail).response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        return ApiError(e.status_code, str(e.detail), headers=e.headers).response()
 
     @app.exception_handler(Exception)
     async def _internal_error(request: Request, e: Exception) -> JSONResponse:

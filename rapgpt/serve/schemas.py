@@ -22,6 +22,10 @@ MAX_TOP_K = 100_000
 MAX_CHOICES = 8  # completions per /v1/completions request: prompts x n
 MAX_SEED = 2**63 - 1
 MAX_NAME_CHARS = 128
+# Below these, sampling's float32 arithmetic overflows (logits / temperature) or underflows (the top-p mass):
+# 0.01 is already as good as greedy, and top_p = 0.001 as good as keeping the one most likely token.
+MIN_TEMPERATURE = 0.01
+MIN_TOP_P = 0.001
 DEFAULTS = SamplingParams()
 
 
@@ -33,12 +37,21 @@ def _valid_unicode(text: str) -> str:
     return text
 
 
+def _temperature(t: float) -> float:
+    if 0 < t < MIN_TEMPERATURE:
+        raise ValueError(f"must be 0 (greedy) or at least {MIN_TEMPERATURE}")
+    return t
+
+
 Text = Annotated[str, AfterValidator(_valid_unicode)]
 Prompt = Annotated[Text, StringConstraints(max_length=MAX_PROMPT_CHARS)]
 StopString = Annotated[Text, StringConstraints(min_length=1, max_length=MAX_STOP_CHARS)]
 Name = Annotated[Text, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED, description="makes the sampling reproducible")]
 Penalty = Annotated[float, Field(ge=-2, le=2)]
+Temperature = Annotated[float, Field(ge=0, le=2, description=f"0 = always the most likely token, else at least "
+                                                              f"{MIN_TEMPERATURE}"), AfterValidator(_temperature)]
+TopP = Annotated[float, Field(ge=MIN_TOP_P, le=1, description="keep the most likely tokens holding this probability")]
 
 
 class Usage(BaseModel):
@@ -50,13 +63,13 @@ class Usage(BaseModel):
 class GenerateRequest(BaseModel):
     """Continue a prompt (an empty prompt starts a song from scratch)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     prompt: Prompt = ""
     max_new_tokens: int = Field(DEFAULTS.max_new_tokens, ge=1, le=MAX_NEW_TOKENS, description="token budget")
-    temperature: float = Field(DEFAULTS.temperature, ge=0, le=2, description="0 = always the most likely token")
+    temperature: Temperature = DEFAULTS.temperature
     top_k: int | None = Field(DEFAULTS.top_k, ge=1, le=MAX_TOP_K, description="keep the k most likely tokens")
-    top_p: float | None = Field(DEFAULTS.top_p, gt=0, le=1, description="keep the most likely tokens holding p")
+    top_p: TopP | None = DEFAULTS.top_p
     min_p: float | None = Field(DEFAULTS.min_p, ge=0, le=1,
                                 description="keep tokens at least min_p times as likely as the most likely one")
     repetition_penalty: float = Field(DEFAULTS.repetition_penalty, ge=0.5, le=2, description="1 = off")
@@ -97,20 +110,22 @@ class GenerateResponse(BaseModel):
 
 
 class StreamOptions(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     include_usage: bool = False
 
 
 class CompletionRequest(BaseModel):
     """OpenAI's completion request. `model` is an id from /v1/models."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
 
     model: Name
     prompt: Prompt | Annotated[list[Prompt], Field(min_length=1, max_length=MAX_CHOICES)] = Field(
         "", description=f"a prompt, or a list of up to {MAX_CHOICES} prompts")
     max_tokens: int | None = Field(16, ge=1, le=MAX_NEW_TOKENS)
-    temperature: float | None = Field(1.0, ge=0, le=2)
-    top_p: float | None = Field(1.0, gt=0, le=1)
+    temperature: Temperature | None = 1.0
+    top_p: TopP | None = 1.0
     n: int | None = Field(1, ge=1, le=MAX_CHOICES)
     stream: bool | None = False
     stream_options: StreamOptions | None = None
