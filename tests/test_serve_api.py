@@ -10,12 +10,12 @@ import threading
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from serve_support import TOKENIZER, reference, running_engine, tiny_model
 
 from rapgpt.generate import SamplingParams
 from rapgpt.serve.api import ServeSettings, create_app
 from rapgpt.serve.engine import QueueFull, ServedModel
 from rapgpt.serve.schemas import MAX_PROMPT_CHARS
-from serve_support import TOKENIZER, reference, running_engine, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +209,8 @@ def test_completions_for_an_unknown_model_is_a_404_naming_the_models(client):
 
 @pytest.mark.parametrize(("field", "value"), [
     ("model", ""), ("prompt", [1, 2, 3]), ("prompt", ["a"] * 9), ("prompt", []), ("max_tokens", 0),
-    ("max_tokens", 5000), ("temperature", 3), ("temperature", 0.005), ("top_p", 0), ("top_p", 1e-9), ("n", 0), ("n", 9), ("stop", ["a"] * 5), ("stop", ""),
+    ("max_tokens", 5000), ("temperature", 3), ("temperature", 0.005), ("top_p", 0), ("top_p", 1e-9), ("n", 0),
+    ("n", 9), ("stop", ["a"] * 5), ("stop", ""),
     ("seed", -1), ("presence_penalty", 3), ("frequency_penalty", -3), ("best_of", 2), ("logprobs", 1),
     ("logit_bias", {"1": 2}), ("suffix", "x"), ("top_k", 0), ("min_p", 2), ("repetition_penalty", 5),
     ("stream", "sometimes"),

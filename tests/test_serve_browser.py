@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
+from serve_support import TOKENIZER, live_server, running_engine, tiny_model
 
 from rapgpt.serve.api import create_app
 from rapgpt.serve.engine import ServedModel
-from serve_support import TOKENIZER, live_server, running_engine, tiny_model
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

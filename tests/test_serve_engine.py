@@ -7,11 +7,11 @@ import asyncio
 import threading
 
 import pytest
+from serve_support import TOKENIZER, collect, reference, running_engine, tiny_model
 
 from rapgpt.errors import ConfigError, TokenizerError
 from rapgpt.generate import SamplingParams
 from rapgpt.serve.engine import Chunk, EngineSettings, Finished, QueueFull, QueueTimeout, ServedModel, Sink, Unavailable
-from serve_support import TOKENIZER, collect, reference, running_engine, tiny_model
 
 
 @pytest.fixture(scope="module")

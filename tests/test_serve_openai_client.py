@@ -8,11 +8,11 @@ import time
 import httpx
 import openai
 import pytest
+from serve_support import TOKENIZER, live_server, reference, running_engine, tiny_model
 
 from rapgpt.generate import SamplingParams
 from rapgpt.serve.api import ServeSettings, create_app
 from rapgpt.serve.engine import ServedModel
-from serve_support import TOKENIZER, live_server, reference, running_engine, tiny_model
 
 KEY = "test-key"
 

@@ -8,10 +8,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+from serve_support import TOKENIZER, running_engine, tiny_model
 
 from rapgpt.serve.api import create_app
 from rapgpt.serve.engine import ServedModel
-from serve_support import TOKENIZER, running_engine, tiny_model
 
 EXAMPLES = 25  # per operation and mode: enough to reach the bounds of every field, few enough to run in seconds
 

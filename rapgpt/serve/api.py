@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,7 +29,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rapgpt import __version__
-from rapgpt.errors import ConfigError, RapgptError, TokenizerError
+from rapgpt.errors import ConfigError, TokenizerError
 from rapgpt.generate import SamplingParams
 from rapgpt.serve.engine import Chunk, Engine, Failed, Finished, Result, Sink, Ticket, Unavailable
 from rapgpt.serve.metrics import CONTENT_TYPE, Metrics
@@ -56,9 +56,13 @@ STATIC_DIR = Path(__file__).parent / "static"
 METRIC_PATHS = ("/api/generate", "/v1/completions", "/v1/models", "/health", "/metrics", "/docs", "/openapi.json")
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
-    for code, text in [(400, "the body cannot be read (it is not UTF-8 text)"), (401, "missing or wrong API key"), (422, "a field is invalid; `error.param` names it"),
-                       (429, "the queue is full: retry after the Retry-After header's seconds"),
-                       (503, "the model is loading or the server is too busy: retry after Retry-After")]
+    for code, text in [
+        (400, "the body cannot be read (it is not UTF-8 text)"),
+        (401, "missing or wrong API key"),
+        (422, "a field is invalid; `error.param` names it"),
+        (429, "the queue is full: retry after the Retry-After header's seconds"),
+        (503, "the model is loading or the server is too busy: retry after Retry-After"),
+    ]
 }
 
 
@@ -319,11 +323,13 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
     return app
 
 
+_bearer = HTTPBearer(auto_error=False, description="the key given to `rapgpt serve --api-key`")
+
+
 def _bearer_check(api_key: str):
-    scheme = HTTPBearer(auto_error=False, description="the key given to `rapgpt serve --api-key`")
     expected = api_key.encode()
 
-    async def check(credentials: HTTPAuthorizationCredentials | None = Depends(scheme)) -> None:
+    async def check(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
         if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), expected):
             raise ApiError(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
                            code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})

@@ -14,6 +14,7 @@ the next token boundary. Sampling itself is the generation package's: the engine
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
@@ -370,7 +371,8 @@ class Engine:
         m.tokens.labels(ticket.model).inc(completion.completion_tokens)
         m.prompt_tokens.labels(ticket.model).inc(completion.prompt_tokens)
         admitted = ticket.admitted if ticket.admitted is not None else now
-        self._mean_duration = 0.9 * self._mean_duration + 0.1 * (now - admitted) if self._mean_duration else now - admitted
+        duration = now - admitted
+        self._mean_duration = 0.9 * self._mean_duration + 0.1 * duration if self._mean_duration else duration
         first = None if ticket.first_token is None else ticket.first_token - ticket.submitted
         return Result(completion.text, reason, completion.prompt_tokens, completion.completion_tokens,
                       completion.seed, admitted - ticket.submitted, first, now - ticket.submitted)
@@ -383,10 +385,8 @@ class Engine:
                 ticket.done = True
             by_loop.setdefault(ticket.sink.loop, []).append((ticket.sink, message))
         for loop, items in by_loop.items():
-            try:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
                 loop.call_soon_threadsafe(_put_all, items)
-            except RuntimeError:  # the loop is closed: nobody is listening any more
-                pass
 
     def _shutdown(self) -> None:
         error = Unavailable("the server is shutting down", retry_after=30)
