@@ -79,10 +79,13 @@ def serve(
 ) -> None:
     """Serve `model` (a run directory) until interrupted. The HTTP server starts at once and answers /health with
     503 while the models load; a model that fails to load stops it with the reason."""
-    import uvicorn
+    try:
+        import uvicorn
 
+        from rapgpt.serve.api import ServeSettings, create_app
+    except ImportError as e:
+        raise ConfigError(f"serving needs the serve extra ({e.name} is missing): pip install 'rapgpt[serve]'") from e
     from rapgpt.generate.inference import check_quantize, precision_dtype
-    from rapgpt.serve.api import ServeSettings, create_app
 
     read_run_config(model)  # a missing or broken run fails here, before the server starts
     adapter_dirs = parse_adapters(adapters)
