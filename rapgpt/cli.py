@@ -110,6 +110,8 @@ def _add_serve(sub) -> None:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                    help="compute precision (bf16 halves memory and is faster on CPUs with AVX512-BF16/AMX)")
     p.add_argument("--quantize", choices=("int8",), default=None, help="weight-only int8 quantization")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for the model; omitted: all cores but one, left to stream the tokens out")
     p.set_defaults(handler=_run_serve)
 
 
@@ -123,7 +125,7 @@ def _run_serve(args: argparse.Namespace) -> None:
     serve(args.model, args.adapter, host=args.host, port=args.port,
           api_key=args.api_key or os.environ.get("RAPGPT_API_KEY") or None, cors_origins=args.cors_origin,
           max_queue=args.max_queue, max_batch=args.max_batch, time_limit=args.time_limit, precision=args.precision,
-          quantize=args.quantize)
+          quantize=args.quantize, threads=args.threads)
 
 
 # One entry per subcommand, in the order `rapgpt --help` lists them.

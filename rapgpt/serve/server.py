@@ -8,9 +8,12 @@ its adapter's weights.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+
+import torch
 
 from rapgpt.checkpoint import read_run_config
 from rapgpt.errors import ConfigError
@@ -37,6 +40,13 @@ def parse_adapters(specs: Sequence[str]) -> dict[str, Path]:
             raise ConfigError(f"adapter directory not found: {path} (train one with `rapgpt finetune`)")
         adapters[name] = Path(path)
     return adapters
+
+
+def default_threads() -> int:
+    """Model threads: every core but one, which the HTTP event loop needs to stream the tokens out. Threads of a
+    parallel kernel wait for each other at every operation, so one that shares its core with the event loop stalls
+    them all (on 2 cores, 1 model thread decodes far faster than 2)."""
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def base_name(run_dir: str | Path) -> str:
@@ -76,6 +86,7 @@ def serve(
     time_limit: float = 120.0,
     precision: str = "fp32",
     quantize: str | None = None,
+    threads: int | None = None,
 ) -> None:
     """Serve `model` (a run directory) until interrupted. The HTTP server starts at once and answers /health with
     503 while the models load; a model that fails to load stops it with the reason."""
@@ -95,6 +106,10 @@ def serve(
     check_quantize(quantize)
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port must be in 1..65535, got {port}")
+    threads = default_threads() if threads is None else threads
+    if threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
     if host not in LOOPBACK and not api_key:
         log.warning("serving on %s without --api-key: anyone who can reach this address can use the model", host)
 
