@@ -307,5 +307,6 @@ def test_the_front_end_and_its_assets_are_served_at_the_root(client):
     assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets)
     for asset in assets:
         assert client.get(f"/{asset}").status_code == 200
-    assert client.get("/../rapgpt/serve/api.py").status_code == 404
+    for sneaky in ("/%2e%2e/api.py", "/assets/%2e%2e/%2e%2e/api.py", "/assets/..%2F..%2Fapi.py"):
+        assert client.get(sneaky).status_code == 404  # nothing outside the front end's own folder
     assert client.get("/docs").status_code == 200

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from serve_support import TOKENIZER, live_server, running_engine, tiny_model
 
-from rapgpt.serve.api import create_app
+from rapgpt.serve.api import ServeSettings, create_app
 from rapgpt.serve.engine import ServedModel
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -53,7 +53,9 @@ def browser():
 
 def test_typing_a_prompt_streams_lyrics_until_stop_is_pressed(server, browser, tmp_path):
     engine, url = server
-    page = browser.new_page(viewport={"width": 1280, "height": 860})
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=url)
+    page = context.new_page()
     page.goto(url)
     expect = sync_api.expect
     expect(page.get_by_role("status", name="Server status")).to_have_text("Ready", timeout=30_000)
@@ -90,7 +92,33 @@ def test_typing_a_prompt_streams_lyrics_until_stop_is_pressed(server, browser, t
     assert cancelled._value.get() == 1  # pressing stop ended the generation on the server too
     page.screenshot(path=str(tmp_path / "stopped.png"), full_page=True)
     assert page.get_by_role("alert").count() == 0
-    page.close()
+
+    lyrics = "the city never sleeps\n" + stopped
+    page.get_by_role("button", name="Copy").click()
+    expect(page.get_by_text("Copied")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == lyrics
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download").click()
+    assert download.value.suggested_filename.startswith("the-city-never-sleeps-")
+    assert Path(download.value.path()).read_text() == lyrics
+    context.close()
+
+
+def test_a_server_with_an_api_key_asks_for_it_then_works(server, browser):
+    engine, _ = server
+    with live_server(create_app(engine, ServeSettings(api_key="open-sesame"))) as url:
+        page = browser.new_page()
+        page.goto(url)
+        sync_api.expect(page.get_by_role("alert")).to_contain_text("API key", timeout=30_000)
+        page.get_by_label("API key").fill("open-sesame")
+        page.get_by_role("button", name="Save").click()
+        sync_api.expect(page.get_by_label("Voice").locator("option")).to_have_count(2, timeout=30_000)
+        page.get_by_label("Prompt").fill("ok ")
+        page.get_by_role("button", name="Generate").click()
+        sync_api.expect(page.get_by_test_id("generated")).not_to_be_empty(timeout=30_000)
+        page.get_by_role("button", name="Stop").click()
+        assert page.get_by_role("alert").count() == 0
+        page.close()
 
 
 def test_errors_are_shown_plainly(server, browser):

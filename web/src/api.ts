@@ -63,7 +63,7 @@ export async function errorFrom(response: Response): Promise<ApiError> {
   }
   if (response.status === 429 || response.status === 503) {
     const wait = response.headers.get("Retry-After");
-    if (wait) message += ` Try again in ${wait} s.`;
+    if (wait) message += `${/[.!?]$/.test(message) ? "" : "."} Try again in ${wait} s.`;
   }
   return new ApiError(message, response.status);
 }
