@@ -95,4 +95,12 @@ def memory_report(model: GPT, precision: str, quantize: str | None) -> str:
     c = model.config
     params = c.n_layer * 12 * c.n_embd**2 + (c.vocab_size + c.block_size) * c.n_embd  # weights, biases aside
     kind = precision + (f", {quantize} weights" if quantize else "")
-    return f"model: ~{params / 1e6:.1f}M parameters, {kind}, {model_nbytes(model) / 2**20:.1f} MiB in memory"
+    return f"model: ~{params / 1e6:.1f}M parameters, {kind}, {format_bytes(model_nbytes(model))} in memory"
+
+
+def format_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return f"{n:.2f} GiB"
