@@ -1,5 +1,6 @@
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rapgpt.data.tokenizer import CharTokenizer, GPT2Tokenizer, tokenizer_from_json
 from rapgpt.errors import TokenizerError

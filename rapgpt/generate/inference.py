@@ -51,7 +51,7 @@ def prepare_for_inference(model: GPT, dtype: torch.dtype, quantize: str | None =
     tied embedding/output matrix hold int8 weights with per-channel scales."""
     model.eval()
     if quantize == "int8":
-        int8 = {name: Int8Linear.from_linear(m, dtype) for name, m in _linears(model) if m.in_features % INT8_BLOCK == 0}
+        int8 = {n: Int8Linear.from_linear(m, dtype) for n, m in _linears(model) if m.in_features % INT8_BLOCK == 0}
         model.to(dtype)
         _swap(model, lambda name, m: int8.get(name, m))
         if isinstance(model.lm_head, Int8Linear):  # the tied embedding reads the same int8 rows
