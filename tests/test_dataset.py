@@ -22,10 +22,9 @@ def test_written_dataset_reads_back(tmp_path):
 
 def test_interrupted_write_leaves_nothing_and_existing_needs_force(tmp_path):
     tok = CharTokenizer.from_texts(["ab"])
-    with pytest.raises(KeyboardInterrupt):
-        with DatasetWriter(tmp_path / "ds", tok) as w:
-            w.add_song("train", tok.encode("ab"), "A", "one")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), DatasetWriter(tmp_path / "ds", tok) as w:
+        w.add_song("train", tok.encode("ab"), "A", "one")
+        raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
     (tmp_path / "ds").mkdir()
     with pytest.raises(DataError, match="--force"):

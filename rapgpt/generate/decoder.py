@@ -110,8 +110,8 @@ class BatchDecoder:
         limit = self.context_length
         dropped = max(0, len(ids) - limit)
         if dropped:
-            log.warning("the prompt is %d tokens, longer than the model's context of %d: kept its last %d tokens",
-                        len(ids) - 1, limit, limit)
+            log.warning("notice: the prompt is %d tokens, longer than the model's context of %d; generating from "
+                        "its last %d tokens", len(ids) - 1, limit, limit)
         with self._lock:
             seq = _Sequence(next(self._ids), ids[dropped:], dropped, params, self.tokenizer, self.tokenizer.vocab_size)
             self.waiting.append(seq)

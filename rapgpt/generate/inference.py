@@ -51,7 +51,7 @@ def prepare_for_inference(model: GPT, dtype: torch.dtype, quantize: str | None =
     tied embedding/output matrix hold int8 weights with per-channel scales."""
     model.eval()
     if quantize == "int8":
-        int8 = {name: Int8Linear.from_linear(m, dtype) for name, m in _linears(model) if m.in_features % INT8_BLOCK == 0}
+        int8 = {n: Int8Linear.from_linear(m, dtype) for n, m in _linears(model) if m.in_features % INT8_BLOCK == 0}
         model.to(dtype)
         _swap(model, lambda name, m: int8.get(name, m))
         if isinstance(model.lm_head, Int8Linear):  # the tied embedding reads the same int8 rows
@@ -95,4 +95,12 @@ def memory_report(model: GPT, precision: str, quantize: str | None) -> str:
     c = model.config
     params = c.n_layer * 12 * c.n_embd**2 + (c.vocab_size + c.block_size) * c.n_embd  # weights, biases aside
     kind = precision + (f", {quantize} weights" if quantize else "")
-    return f"model: ~{params / 1e6:.1f}M parameters, {kind}, {model_nbytes(model) / 2**20:.1f} MiB in memory"
+    return f"model: ~{params / 1e6:.1f}M parameters, {kind}, {format_bytes(model_nbytes(model))} in memory"
+
+
+def format_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return f"{n:.2f} GiB"

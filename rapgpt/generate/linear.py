@@ -39,7 +39,9 @@ class PackedLinear(nn.Module):
         return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
 
 
-def quantize_per_channel(weight: torch.Tensor, dtype: torch.dtype = torch.bfloat16) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_per_channel(
+    weight: torch.Tensor, dtype: torch.dtype = torch.bfloat16
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric int8 weights and one scale per output row: weight ~= q * scale, |q| <= 127.
 
     The scale is rounded to `dtype` (what the kernel multiplies by) before the weights are rounded against it."""

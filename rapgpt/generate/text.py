@@ -3,7 +3,7 @@
 A byte-level BPE token may hold part of a multi-byte character, so bytes go through an incremental UTF-8 decoder
 and only whole characters come out. A stop string may span several tokens, so text that could still turn out to
 be the start of one is held back until the next tokens settle it; when one completes, the text ends right
-before it.
+before it, wherever the token boundaries fell.
 """
 
 from __future__ import annotations
@@ -51,11 +51,15 @@ class TextStream:
         return piece
 
     def _find_stop(self, searched: int) -> int | None:
-        """Where the earliest stop string starts, looking only at matches that include the new text."""
-        found = [
-            i for s in self.stop if (i := self.text.find(s, max(0, searched - len(s) + 1))) != -1
-        ]
-        return min(found, default=None)
+        """Where the text must end: before the stop string that completes first (and, of those completing at the
+        same character, the longest), as if the text had arrived one character at a time. Only matches that
+        include new text are looked for: older ones would have stopped the text already."""
+        matches = []
+        for s in self.stop:
+            start = self.text.find(s, max(0, searched - len(s) + 1))
+            if start != -1:
+                matches.append((start + len(s), start))
+        return min(matches)[1] if matches else None
 
     def _held_back(self) -> int:
         """Length of the longest end of the text that is the beginning of a stop string."""
