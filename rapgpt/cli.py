@@ -71,7 +71,8 @@ def _add_merge(sub) -> None:
         "Fold the adapter's low-rank updates into the base weights. The result loads and generates like any "
         "pretrained run, at the base model's speed, without the adapter.",
     )
-    p.add_argument("--base", required=True, metavar="RUN", help="the base run directory the adapter was trained on")
+    p.add_argument("--base", metavar="RUN",
+                   help="the base run directory the adapter was trained on; when omitted, the one the adapter records")
     p.add_argument("--adapter", required=True, metavar="RUN2",
                    help="the fine-tuning run directory holding adapter.safetensors and adapter_config.json")
     p.add_argument("--out", required=True, metavar="RUN3", help="the new run directory to write")
@@ -83,7 +84,7 @@ def _merge(args: argparse.Namespace) -> None:
     from rapgpt.lora import merge_run
 
     out = merge_run(args.base, args.adapter, args.out, force=args.force)
-    print(f"merged {args.adapter} into {args.base}: wrote {out}")
+    print(f"merged {args.adapter} into its base: wrote {out}")
 
 
 def _add_serve(sub) -> None:

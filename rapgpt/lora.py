@@ -55,7 +55,10 @@ class LoRAConfig:
     rank: int = 8
     alpha: float = 8.0
     rslora: bool = True
-    dropout: float = 0.05  # on the input of the LoRA path of Linear layers, during training only
+    # Dropout on the input of the LoRA path of Linear layers, in training. Off by default, as in PEFT: on a CPU,
+    # drawing a mask for every adapted layer costs more than LoRA saves over full training (benchmarks/lora_step.py),
+    # and the model's own dropout still regularises.
+    dropout: float = 0.0
     targets: tuple[str, ...] = field(default=DEFAULT_TARGETS)  # name patterns, see `select_targets`
 
     def __post_init__(self) -> None:
@@ -84,31 +87,18 @@ class LoRAConfig:
         return cls(**d)
 
 
-class LoRALinear(nn.Module):
-    """A frozen nn.Linear plus the trained update: base(x) + scaling * B A dropout(x)."""
+class LoRALayer(nn.Module):
+    """What LoRALinear and LoRAEmbedding share: a frozen `base` layer and the merging of their update into it."""
 
-    def __init__(self, base: nn.Linear, rank: int, alpha: float, rslora: bool = True, dropout: float = 0.0):
+    def __init__(self, base: nn.Linear | nn.Embedding, rank: int, alpha: float, rslora: bool):
         super().__init__()
         self.base = base
         self.scaling = lora_scaling(alpha, rank, rslora)
-        like = {"dtype": base.weight.dtype, "device": base.weight.device}
-        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, **like))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, **like))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as nn.Linear initialises its own weight
-        self.dropout = nn.Dropout(dropout)
         self.merged = False
 
     def delta_weight(self) -> torch.Tensor:
-        """The update of the base weight, (out, in)."""
-        return (self.lora_B @ self.lora_A) * self.scaling
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base(x)
-        if self.merged:
-            return y
-        # Scaling the rank-r intermediate costs r multiplies per token instead of `out`; the sum is made in place
-        # because the base matmul's backward does not need its output.
-        return y.add_(F.linear(F.linear(self.dropout(x), self.lora_A) * self.scaling, self.lora_B))
+        """The update of the base weight, in the base weight's shape."""
+        raise NotImplementedError
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -125,31 +115,54 @@ class LoRALinear(nn.Module):
             self.merged = False
 
 
-class LoRAEmbedding(nn.Module):
+class LoRALinear(LoRALayer):
+    """A frozen nn.Linear plus the trained update: base(x) + scaling * B A dropout(x)."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, rslora: bool = True, dropout: float = 0.0):
+        super().__init__(base, rank, alpha, rslora)
+        like = {"dtype": base.weight.dtype, "device": base.weight.device}
+        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, **like))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, **like))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as nn.Linear initialises its own weight
+        self.dropout = nn.Dropout(dropout)
+
+    def delta_weight(self) -> torch.Tensor:
+        return (self.lora_B @ self.lora_A) * self.scaling  # (out, in)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.merged:
+            return self.base(x)
+        device = x.device.type
+        if torch.is_autocast_enabled(device):  # cast once for both paths (autocast would cast x for each matmul)
+            x = x.to(torch.get_autocast_dtype(device))
+        y = self.base(x)
+        # The scaling goes on the rank-r intermediate (r multiplies per token instead of `out`); `@ lora_B.T` makes
+        # B's gradient the fast (r, T) @ (T, out) product; the sum is made in place, as the base matmul's backward
+        # does not need its output.
+        return y.add_((F.linear(self.dropout(x), self.lora_A) * self.scaling) @ self.lora_B.T)
+
+
+class LoRAEmbedding(LoRALayer):
     """A frozen nn.Embedding plus the trained update (B A)^T * scaling of its (vocab, dim) matrix.
 
     Also serves as the tied output head through `logits`, which uses the same adapted matrix.
     """
 
     def __init__(self, base: nn.Embedding, rank: int, alpha: float, rslora: bool = True):
-        super().__init__()
-        self.base = base
-        self.scaling = lora_scaling(alpha, rank, rslora)
+        super().__init__(base, rank, alpha, rslora)
         like = {"dtype": base.weight.dtype, "device": base.weight.device}
         self.lora_A = nn.Parameter(torch.zeros(rank, base.num_embeddings, **like))
         self.lora_B = nn.Parameter(torch.empty(base.embedding_dim, rank, **like))
         nn.init.normal_(self.lora_B)  # the roles of A and B swapped with respect to Linear, as PEFT and loralib do
-        self.merged = False
 
     def delta_weight(self) -> torch.Tensor:
-        """The update of the embedding matrix, (vocab, dim)."""
-        return (self.lora_B @ self.lora_A).T * self.scaling
+        return (self.lora_B @ self.lora_A).T * self.scaling  # (vocab, dim)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         y = self.base(idx)
         if self.merged:
             return y
-        return y.add_(F.linear(F.embedding(idx, self.lora_A.T) * self.scaling, self.lora_B))
+        return y.add_((F.embedding(idx, self.lora_A.T) * self.scaling) @ self.lora_B.T)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """x (..., dim) against the adapted matrix: x W^T + scaling * (x B) A, without forming W + update."""
@@ -157,18 +170,6 @@ class LoRAEmbedding(nn.Module):
         if self.merged:
             return y
         return y.add_((x @ self.lora_B * self.scaling) @ self.lora_A)
-
-    @torch.no_grad()
-    def merge(self) -> None:
-        if not self.merged:
-            self.base.weight.add_(self.delta_weight().to(self.base.weight.dtype))
-            self.merged = True
-
-    @torch.no_grad()
-    def unmerge(self) -> None:
-        if self.merged:
-            self.base.weight.sub_(self.delta_weight().to(self.base.weight.dtype))
-            self.merged = False
 
 
 class TiedLoRAHead(nn.Module):
@@ -187,11 +188,8 @@ class TiedLoRAHead(nn.Module):
         return self.embedding.logits(x)
 
 
-LORA_LAYERS = (LoRALinear, LoRAEmbedding)
-
-
-def lora_layers(model: nn.Module) -> dict[str, LoRALinear | LoRAEmbedding]:
-    return {name: m for name, m in model.named_modules() if isinstance(m, LORA_LAYERS)}
+def lora_layers(model: nn.Module) -> dict[str, LoRALayer]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, LoRALayer)}
 
 
 def _matches(name: str, pattern: str) -> bool:
@@ -286,6 +284,7 @@ def load_lora_state(model: nn.Module, state: dict[str, torch.Tensor], source: st
         if tensor.shape != expected[name].shape:
             raise CheckpointError(f"{source}: {name} has shape {tuple(tensor.shape)}, the adapted model expects "
                                   f"{tuple(expected[name].shape)}")
+    for name, tensor in state.items():  # only once every tensor fits, so that a refusal changes nothing
         expected[name].copy_(tensor)
 
 
@@ -344,7 +343,8 @@ def save_adapter(out_dir: str | Path, model: GPT, config: LoRAConfig, base_run: 
         "lora": config.to_dict(),
         "layers": sorted(lora_layers(model)),
         "base_fingerprint": base_fingerprint(model),
-        "base_run": str(base_run) if base_run is not None else None,  # a hint for people; the fingerprint decides
+        # Where to find the base by default; the fingerprint decides whether a base fits.
+        "base_run": str(Path(base_run).resolve()) if base_run is not None else None,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(out_dir / ADAPTER_WEIGHTS, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
@@ -393,22 +393,36 @@ def load_adapter(model: GPT, adapter_dir: str | Path) -> GPT:
     return model
 
 
+def recorded_base_run(adapter_dir: str | Path) -> str:
+    """The base run directory the adapter was saved with."""
+    base_run = read_adapter_config(adapter_dir)[1].get("base_run")
+    if not base_run:
+        raise CheckpointError(f"adapter {adapter_dir} does not record its base run: name the base run directory")
+    return base_run
+
+
 def load_adapted_run(
-    base_run: str | Path, adapter_dir: str | Path, merge: bool = False, device: str | torch.device = "cpu"
+    base_run: str | Path | None, adapter_dir: str | Path, merge: bool = False, device: str | torch.device = "cpu"
 ) -> tuple[GPT, Tokenizer, dict[str, Any]]:
     """The base run's model with the adapter loaded (merged into a plain GPT if `merge`), in eval mode, its
-    tokenizer, and the base run's config with the adapter's config under "adapter"."""
-    model, tokenizer, config = load_run(base_run)
+    tokenizer, and the base run's config with the adapter's config under "adapter".
+
+    Without `base_run`, the base run recorded in the adapter is used (the fingerprint still has the last word).
+    """
+    model, tokenizer, config = load_run(base_run if base_run is not None else recorded_base_run(adapter_dir))
     load_adapter(model, adapter_dir)
     if merge:
         merge_lora(model)
-    _, spec = read_adapter_config(adapter_dir)
-    return model.to(device).eval(), tokenizer, {**config, "adapter": spec}
+    return model.to(device).eval(), tokenizer, {**config, "adapter": read_adapter_config(adapter_dir)[1]}
 
 
-def merge_run(base_run: str | Path, adapter_dir: str | Path, out_dir: str | Path, force: bool = False) -> Path:
-    """Merge an adapter into its base and save the result as a standalone run directory."""
+def merge_run(
+    base_run: str | Path | None, adapter_dir: str | Path, out_dir: str | Path, force: bool = False
+) -> Path:
+    """Merge an adapter into its base (by default the base run the adapter records) and save the result as a
+    standalone run directory."""
     out_dir = Path(out_dir)
+    base_run = base_run if base_run is not None else recorded_base_run(adapter_dir)
     for name, other in (("base", base_run), ("adapter", adapter_dir)):
         if out_dir.resolve() == Path(other).resolve():
             raise ConfigError(f"--out {out_dir} is the {name} directory: choose a new directory for the merged run")

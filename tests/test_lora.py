@@ -78,7 +78,7 @@ def test_only_lora_tensors_receive_gradients(tiny_model):
 def test_base_weights_are_bit_identical_after_optimizer_steps(tiny_model):
     tiny_model.train()
     before = {k: v.clone() for k, v in base_state(tiny_model).items()}
-    apply_lora(tiny_model, WITH_WTE)
+    apply_lora(tiny_model, LoRAConfig(rank=4, dropout=0.1, targets=DEFAULT_TARGETS + ("wte",)))
     lora_before = {k: v.clone() for k, v in lora_state(tiny_model).items()}
     # Every parameter is handed to AdamW with weight decay: frozen ones must still not move.
     opt = torch.optim.AdamW(tiny_model.parameters(), lr=1e-2, weight_decay=0.1)
@@ -172,6 +172,25 @@ def test_dropout_touches_the_lora_path_only_and_only_in_training():
     assert torch.allclose(y, base(x) + dropped @ layer.delta_weight().T, atol=1e-5)
     layer.eval()
     assert torch.allclose(layer(x), base(x) + x @ layer.delta_weight().T, atol=1e-5)
+
+
+def test_bf16_autocast_matches_fp32_within_bf16_precision():
+    torch.manual_seed(0)
+    layer = LoRALinear(nn.Linear(64, 48).requires_grad_(False), 8, 8.0)
+    layer.lora_B.data.normal_(std=0.1)
+    x = torch.randn(2, 10, 64)
+    expected = layer(x)
+    expected.square().sum().backward()
+    grads = layer.lora_A.grad.clone(), layer.lora_B.grad.clone()
+    layer.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+    assert y.dtype == torch.bfloat16
+    y.float().square().sum().backward()
+    assert torch.allclose(y.float(), expected, rtol=0.02, atol=0.05)
+    for grad, reference in zip((layer.lora_A.grad, layer.lora_B.grad), grads):
+        assert grad.dtype == torch.float32
+        assert (grad - reference).norm() < 0.03 * reference.norm()
 
 
 def test_layers_match_peft_lora_on_the_same_weights():
@@ -351,16 +370,26 @@ def test_merge_command_writes_a_standalone_run(tmp_path, tiny_model, capsys):
     save_run(tmp_path / "base", tiny_model, tokenizer())
     apply_lora(tiny_model, WITH_WTE)
     randomize_lora(tiny_model)
-    save_adapter(tmp_path / "ft", tiny_model, WITH_WTE)
-    args = ["merge", "--base", str(tmp_path / "base"), "--adapter", str(tmp_path / "ft"), "--out"]
-    assert main([*args, str(tmp_path / "merged")]) == 0
+    save_adapter(tmp_path / "ft", tiny_model, WITH_WTE, base_run=tmp_path / "base")
+    # Without --base, the base run recorded in the adapter is used.
+    assert main(["merge", "--adapter", str(tmp_path / "ft"), "--out", str(tmp_path / "merged")]) == 0
     model, tok, config = load_run(tmp_path / "merged")
     assert tok == tokenizer() and config["merged_from"]["adapter"] == str(tmp_path / "ft")
+    assert config["merged_from"]["base_run"] == str(tmp_path / "base")
     idx = torch.randint(0, 67, (2, 12))
     with torch.no_grad():
         assert (model(idx)[0] - tiny_model(idx)[0]).abs().max() < 1e-5
     before = (tmp_path / "merged" / "model.safetensors").read_bytes()
+    args = ["merge", "--base", str(tmp_path / "base"), "--adapter", str(tmp_path / "ft"), "--out"]
     assert main([*args, str(tmp_path / "merged")]) == 2
-    assert main([*args, str(tmp_path / "base"), "--force"]) == 2
     assert "already exists" in capsys.readouterr().err
+    assert main([*args, str(tmp_path / "base"), "--force"]) == 2
+    assert "is the base directory" in capsys.readouterr().err
     assert (tmp_path / "merged" / "model.safetensors").read_bytes() == before
+
+
+def test_adapter_without_a_recorded_base_needs_one_named(tmp_path, tiny_model):
+    apply_lora(tiny_model, LoRAConfig())
+    save_adapter(tmp_path / "ft", tiny_model, LoRAConfig())
+    with pytest.raises(CheckpointError, match="does not record its base run"):
+        load_adapted_run(None, tmp_path / "ft")
