@@ -88,7 +88,7 @@ def _merge(args: argparse.Namespace) -> None:
 
 
 def _add_serve(sub) -> None:
-    p = _command(sub, "serve", "serve a model over HTTP: the browser front end, rapgpt's API and OpenAI's",
+    p = _command(sub, "serve", "Serve a model over HTTP: the browser front end, rapgpt's API and OpenAI's.",
                  "Serve a trained run, and any fine-tuned adapters of it, with a lyrics front end at / , "
                  "POST /api/generate, OpenAI-compatible /v1/completions and /v1/models, /health and /metrics. "
                  "Requests in flight are decoded together in one batch per model.")
