@@ -1,9 +1,10 @@
 """Load on `rapgpt serve`: 1, 8 and 32 concurrent streaming clients against the char-10m model, on loopback.
 
 The server runs as its own process (`python -m rapgpt serve`, as a user starts it), so its peak memory is its
-own. Each client streams `POST /api/generate` requests back to back for `--duration` seconds, then finishes the
-request it is in; every level is bounded in time and in requests. The peer of each level is the single client
-measured in the same run: continuous batching should multiply the aggregate tokens/s as clients are added.
+own. Each client streams `POST /api/generate` requests back to back, then finishes the request it is in; every
+level is bounded in time and in requests. The peer of each level is the single client measured in the same run:
+continuous batching should multiply the aggregate tokens/s as clients are added. The levels take turns in short
+rounds (1, 8, 32, 1, 8, 32, ...), so that on a shared machine a change in its load falls on all of them alike.
 
 Time to first token (TTFT) is from sending a request to its first text event; inter-token latency (ITL) is the
 gap between consecutive text events of one request. Unless `--run` names a trained run, the model is a randomly
@@ -102,8 +103,9 @@ async def one_request(http: httpx.AsyncClient, url: str, prompt: str, max_new_to
         level.errors += 1
 
 
-async def run_level(url: str, clients: int, duration: float, max_new_tokens: int) -> Level:
-    level = Level(clients)
+async def run_level(url: str, level: Level, duration: float, max_new_tokens: int) -> None:
+    """One round of `level.clients` clients for `duration` seconds, added to `level`'s counts."""
+    clients = level.clients
     limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
     async with httpx.AsyncClient(timeout=httpx.Timeout(120), limits=limits) as http:
         start = time.perf_counter()
@@ -115,8 +117,7 @@ async def run_level(url: str, clients: int, duration: float, max_new_tokens: int
                 await one_request(http, url, PROMPTS[(i + n) % len(PROMPTS)], max_new_tokens, level)
 
         await asyncio.gather(*(client(i) for i in range(clients)))
-        level.seconds = time.perf_counter() - start
-    return level
+        level.seconds += time.perf_counter() - start
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -165,7 +166,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, default=None, help="serve this run instead of a random char-10m")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32], help="concurrency levels")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of requests per level")
+    parser.add_argument("--duration", type=float, default=12.0, help="seconds of requests per level, all rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="turns each level takes")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="token budget of each request")
     parser.add_argument("--max-batch", type=int, default=32, help="the server's --max-batch")
     parser.add_argument("--max-queue", type=int, default=64, help="the server's --max-queue")
@@ -179,16 +181,20 @@ def main() -> None:
         server = start_server(run, port, args)
         url = f"http://127.0.0.1:{port}"
         try:
-            asyncio.run(run_level(url, 2, 1.0, 8))  # warm-up: first-call costs stay out of the measurements
-            levels = [asyncio.run(run_level(url, c, args.duration, args.max_new_tokens)) for c in args.clients]
+            asyncio.run(run_level(url, Level(2), 1.0, 8))  # warm-up: first-call costs stay out of the measurements
+            levels = [Level(c) for c in args.clients]
+            for _ in range(args.rounds):
+                for level in levels:
+                    asyncio.run(run_level(url, level, args.duration / args.rounds, args.max_new_tokens))
             memory = peak_memory_mib(server.pid)
         finally:
             server.terminate()
             server.wait(30)
 
     base = levels[0].tokens_per_second
-    print(f"rapgpt serve load: {run.name}, {args.max_new_tokens} tokens per request, {args.duration:g} s per level, "
-          f"max batch {args.max_batch}, {args.precision}, {args.threads} model thread(s) of {os.cpu_count()} cores")
+    print(f"rapgpt serve load: {run.name}, {args.max_new_tokens} tokens per request, {args.duration:g} s per level "
+          f"in {args.rounds} rounds, max batch {args.max_batch}, {args.precision}, {args.threads} model thread(s) of "
+          f"{os.cpu_count()} cores")
     header = f"{'clients':>7} {'requests':>8} {'errors':>6} {'TTFT p50':>9} {'TTFT p99':>9} {'ITL p50':>8} " \
              f"{'ITL p99':>8} {'tokens/s':>9} {f'vs {levels[0].clients}':>7}"
     print(header)
