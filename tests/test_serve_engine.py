@@ -208,3 +208,19 @@ def test_settings_out_of_range_are_refused():
         EngineSettings(max_batch=0)
     with pytest.raises(ConfigError, match="time limit"):
         EngineSettings(time_limit=0)
+
+
+def test_a_sink_joins_the_waiting_pieces_of_each_request_in_order():
+    done = Finished(0, None)
+
+    async def run():
+        sink = Sink()
+        for message in (Chunk(0, "a"), Chunk(1, "x"), Chunk(0, "b"), done, Chunk(1, "y")):
+            sink.queue.put_nowait(message)
+        first = await sink.get_many()
+        sink.queue.put_nowait(Chunk(1, "z"))
+        return first, await sink.get_many()
+
+    first, second = asyncio.run(run())
+    assert first == [Chunk(0, "ab"), Chunk(1, "xy"), done]
+    assert second == [Chunk(1, "z")]

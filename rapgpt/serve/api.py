@@ -220,18 +220,18 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
         async def events() -> AsyncIterator[str]:
             finished = False
             try:
-                while True:
-                    message = await sink.get()
-                    if isinstance(message, Chunk):
-                        yield _sse({"text": message.text}, "text")
-                    elif isinstance(message, Finished):
-                        finished = True
-                        yield _sse(answer(message.result).model_dump(), "done")
-                        return
-                    else:
-                        finished = True
-                        yield _sse(engine_error(message.error).body(), "error")
-                        return
+                while not finished:
+                    out = []
+                    for message in await sink.get_many():
+                        if isinstance(message, Chunk):
+                            out.append(_sse({"text": message.text}, "text"))
+                        elif isinstance(message, Finished):
+                            finished = True
+                            out.append(_sse(answer(message.result).model_dump(), "done"))
+                        else:
+                            finished = True
+                            out.append(_sse(engine_error(message.error).body(), "error"))
+                    yield "".join(out)
             finally:
                 if not finished:
                     engine.cancel(ticket)
@@ -288,20 +288,23 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
                 for i, text in enumerate(echo):
                     if text:
                         yield chunk([choice(i, text)])
-                while len(results) < len(tickets):
-                    message = await sink.get()
-                    if isinstance(message, Chunk):
-                        yield chunk([choice(message.index, message.text)])
-                    elif isinstance(message, Finished):
-                        results[message.index] = message.result
-                        yield chunk([choice(message.index, "", _openai_reason(message.result))])
-                    else:
-                        yield _sse(engine_error(message.error).body())
-                        break
-                else:
-                    if body.stream_options is not None and body.stream_options.include_usage:
-                        ordered = [results[i] for i in range(len(tickets))]
-                        yield chunk([], _usage(ordered, [ordered[i] for i in firsts]))
+                failed = False
+                while len(results) < len(tickets) and not failed:
+                    out = []
+                    for message in await sink.get_many():
+                        if isinstance(message, Chunk):
+                            out.append(chunk([choice(message.index, message.text)]))
+                        elif isinstance(message, Finished):
+                            results[message.index] = message.result
+                            out.append(chunk([choice(message.index, "", _openai_reason(message.result))]))
+                        else:
+                            out.append(_sse(engine_error(message.error).body()))
+                            failed = True
+                            break
+                    yield "".join(out)
+                if not failed and body.stream_options is not None and body.stream_options.include_usage:
+                    ordered = [results[i] for i in range(len(tickets))]
+                    yield chunk([], _usage(ordered, [ordered[i] for i in firsts]))
                 yield "data: [DONE]\n\n"
             finally:
                 for i, ticket in enumerate(tickets):

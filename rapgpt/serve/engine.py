@@ -126,6 +126,26 @@ class Sink:
     async def get(self) -> Message:
         return await self.queue.get()
 
+    async def get_many(self) -> list[Message]:
+        """At least one message: every one waiting, with the pieces of each request joined, so that a client that
+        fell behind catches up in one write. Each request's messages keep their order."""
+        messages = [await self.queue.get()]
+        while not self.queue.empty():
+            messages.append(self.queue.get_nowait())
+        merged: list[Message] = []
+        piece_at: dict[int, int] = {}  # request index -> position in `merged` of its pending Chunk
+        for message in messages:
+            if isinstance(message, Chunk) and message.index in piece_at:
+                at = piece_at[message.index]
+                merged[at] = Chunk(message.index, merged[at].text + message.text)
+                continue
+            if isinstance(message, Chunk):
+                piece_at[message.index] = len(merged)
+            else:
+                piece_at.pop(message.index, None)
+            merged.append(message)
+        return merged
+
 
 @dataclass(eq=False)
 class Ticket:
