@@ -206,6 +206,8 @@ def test_a_decoding_failure_fails_its_requests_and_the_engine_keeps_serving(base
 def test_settings_out_of_range_are_refused():
     with pytest.raises(ConfigError, match="max_batch"):
         EngineSettings(max_batch=0)
+    with pytest.raises(ConfigError, match="max_queue"):
+        EngineSettings(max_queue=0)
     with pytest.raises(ConfigError, match="time limit"):
         EngineSettings(time_limit=0)
 

@@ -55,8 +55,8 @@ class EngineSettings:
     def __post_init__(self) -> None:
         if self.max_batch < 1:
             raise ConfigError(f"max_batch must be at least 1, got {self.max_batch}")
-        if self.max_queue < 0:
-            raise ConfigError(f"max_queue must be 0 or more, got {self.max_queue}")
+        if self.max_queue < 1:  # every request passes through the queue, if only until the next token boundary
+            raise ConfigError(f"max_queue must be at least 1, got {self.max_queue}")
         if not self.time_limit > 0:
             raise ConfigError(f"the time limit must be a positive number of seconds, got {self.time_limit}")
 
