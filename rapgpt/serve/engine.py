@@ -255,14 +255,16 @@ class Engine:
 
     def _run(self) -> None:
         try:
+            models: dict[str, ServedModel] = {}
             for served in self._load():
-                if served.name in self.models:
+                if served.name in models:
                     raise ConfigError(f"two models are named {served.name!r}: give each a distinct name")
-                self.models[served.name] = served
-                self._decoders[served.name] = self._new_decoder(served)
-                self._running[served.name] = {}
-            if not self.models:
+                models[served.name] = served
+            if not models:
                 raise ConfigError("no model to serve")
+            self._decoders = {name: self._new_decoder(served) for name, served in models.items()}
+            self._running = {name: {} for name in models}
+            self.models = models  # other threads see the models once they are all ready
         except BaseException as e:  # noqa: BLE001 - a loading failure of any kind is reported through /health
             log.error("loading the model failed: %s", e)
             with self._cond:
