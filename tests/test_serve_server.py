@@ -138,3 +138,16 @@ def test_rapgpt_serve_stops_with_the_reason_when_the_model_cannot_load(runs, tmp
     _, err = server.communicate(timeout=60)
     assert server.returncode == 2
     assert "rapgpt serve: error:" in err and "truncated" in err
+
+
+@pytest.mark.parametrize(("precision", "quantize"), [("bf16", None), ("fp32", "int8")])
+def test_adapters_are_served_at_the_chosen_precision(runs, precision, quantize):
+    base_run, adapter_dir = runs
+    _, verses = load_models(base_run, {"verses": adapter_dir}, precision, quantize)
+    adapted, _, _ = load_adapted_run(base_run, adapter_dir, merge=False)
+    idx = torch.randint(1, verses.tokenizer.vocab_size, (2, 30), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        got, want = verses.model(idx)[0].float(), adapted(idx)[0]
+    assert torch.isfinite(got).all()
+    assert (got - want).abs().max() < 0.05 * want.abs().max()  # close to the fp32 adapted model, not the base
+    assert (got.argmax(-1) == want.argmax(-1)).float().mean() > 0.9
