@@ -8,8 +8,10 @@ exit status 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from rapgpt import __version__
 from rapgpt.errors import RapgptError
@@ -225,13 +227,120 @@ def _merge(args: argparse.Namespace) -> None:
     print(f"merged {args.adapter} into its base: wrote {out}")
 
 
+def _add_serve(sub) -> None:
+    p = _command(sub, "serve", "Serve a model over HTTP: the browser front end, rapgpt's API and OpenAI's.",
+                 "Serve a trained run, and any fine-tuned adapters of it, with a lyrics front end at / , "
+                 "POST /api/generate, OpenAI-compatible /v1/completions and /v1/models, /health and /metrics. "
+                 "Requests in flight are decoded together in one batch per model.")
+    p.add_argument("--model", required=True, metavar="RUN", help="the run directory to serve (from `rapgpt train`)")
+    p.add_argument("--adapter", action="append", default=[], metavar="NAME=RUN2",
+                   help="also serve the fine-tuned adapter in RUN2 (from `rapgpt finetune`) as model NAME; repeat "
+                        "for several. Each is merged into its own copy of the weights")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; 0.0.0.0 exposes the server to the network (set --api-key)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--api-key", default=None,
+                   help="require 'Authorization: Bearer KEY' on /api, /v1 and /metrics; omitted: $RAPGPT_API_KEY "
+                        "if set, else no key")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let web pages from ORIGIN (e.g. https://example.com, or *) call the API; repeatable")
+    p.add_argument("--max-queue", type=int, default=64, metavar="N",
+                   help="requests that may wait for a place in the batch; more are refused with 429 and Retry-After")
+    p.add_argument("--max-batch", type=int, default=32, metavar="N",
+                   help="requests decoded together per model (each holds a KV cache for the whole context)")
+    p.add_argument("--time-limit", type=float, default=120.0, metavar="SECONDS",
+                   help="stop a request this long after it arrived, returning the text so far")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="compute precision (bf16 halves memory and is faster on CPUs with AVX512-BF16/AMX)")
+    p.add_argument("--quantize", choices=("int8",), default=None, help="weight-only int8 quantization")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for the model; omitted: all cores but one, left to stream the tokens out")
+    p.set_defaults(handler=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> None:
+    import logging
+    import os
+
+    from rapgpt.serve.server import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    serve(args.model, args.adapter, host=args.host, port=args.port,
+          api_key=args.api_key or os.environ.get("RAPGPT_API_KEY") or None, cors_origins=args.cors_origin,
+          max_queue=args.max_queue, max_batch=args.max_batch, time_limit=args.time_limit, precision=args.precision,
+          quantize=args.quantize, threads=args.threads)
+
+
+def _add_generate(sub) -> None:
+    from rapgpt.generate.params import SamplingParams  # torch-free: the defaults shown below are the real ones
+
+    d = SamplingParams()
+    p = _command(
+        sub,
+        "generate",
+        "Write lyrics with a trained model, streamed to the terminal.",
+        "Continue a prompt with a trained model. The lyrics alone go to stdout (the prompt, then the continuation, "
+        "as it is written); model size, notices and speed go to stderr. Several samples are separated by a line "
+        "<|endoftext|>.",
+    )
+    p.add_argument("--model", required=True, type=Path, metavar="RUN", help="run directory of a trained model")
+    p.add_argument("--prompt", default="", type=_unescape, metavar="TEXT",
+                   help="the start of the lyrics (\\n is a line break); empty starts a song from scratch")
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, metavar="N",
+                   help="token budget of the continuation")
+    p.add_argument("--temperature", type=float, default=d.temperature, metavar="T",
+                   help="randomness: 0 always takes the most likely token, higher is wilder")
+    p.add_argument("--top-k", type=int, default=d.top_k, metavar="K", help="sample among the K most likely tokens")
+    p.add_argument("--top-p", type=float, default=d.top_p, metavar="P",
+                   help="sample among the most likely tokens holding probability P, in (0, 1]")
+    p.add_argument("--min-p", type=float, default=d.min_p, metavar="P",
+                   help="drop tokens less than P times as likely as the most likely one")
+    p.add_argument("--repetition-penalty", type=float, default=d.repetition_penalty, metavar="X",
+                   help="> 1 discourages tokens already in the prompt or the continuation")
+    p.add_argument("--frequency-penalty", type=float, default=d.frequency_penalty, metavar="X",
+                   help="in [-2, 2]: lowers a token's logit by X per earlier use in the continuation")
+    p.add_argument("--presence-penalty", type=float, default=d.presence_penalty, metavar="X",
+                   help="in [-2, 2]: lowers a token's logit by X once it was used in the continuation")
+    p.add_argument("--stop", nargs="+", type=_unescape, default=list(d.stop), metavar="S",
+                   help="end the continuation before the first of these strings (\\n is a line break)")
+    p.add_argument("--seed", type=int, default=d.seed, metavar="S",
+                   help="make the output reproducible (sample i uses S + i); random when omitted")
+    p.add_argument("--num-samples", type=int, default=1, metavar="N", help="how many continuations to write")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="precision of the weights and activations (bf16 halves memory and is faster on most CPUs)")
+    p.add_argument("--quantize", choices=("int8",), default=None,
+                   help="int8 weights with per-channel scales (a quarter of fp32's memory, activations in --precision)")
+    p.add_argument("--cache-info", action="store_true", help="print the KV cache's size and its formula to stderr")
+    p.set_defaults(handler=_generate)
+
+
+def _unescape(text: str) -> str:
+    r"""Read \n, \t and \\ typed on a command line as a line break, a tab and a backslash."""
+    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from rapgpt.generate.command import generate_command
+    from rapgpt.generate.params import SamplingParams
+
+    params = SamplingParams(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        min_p=args.min_p, repetition_penalty=args.repetition_penalty, frequency_penalty=args.frequency_penalty,
+        presence_penalty=args.presence_penalty, stop=tuple(args.stop), seed=args.seed,
+    )
+    generate_command(args.model, args.prompt, params, args.num_samples, args.precision, args.quantize,
+                     args.cache_info)
+
+
 # One entry per subcommand, in the order `rapgpt --help` lists them.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_collect,
     _add_prepare,
+    _add_generate,
+    _add_merge,
+    _add_serve,
     _add_import_hf,
     _add_export,
-    _add_merge,
 ]
 
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 from torch.nn import functional as F
 
 from rapgpt.errors import ConfigError
@@ -54,12 +54,12 @@ class GPTConfig:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The character-level lyrics model (~10M parameters).
-    "char-10m": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2),
+    "char-10m": {"n_layer": 6, "n_head": 6, "n_embd": 384, "block_size": 256, "dropout": 0.2},
     # A BPE model small enough to serve from a CPU.
-    "rap-small": dict(n_layer=8, n_head=8, n_embd=512, block_size=1024, dropout=0.1),
-    "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024),
-    "gpt2-medium": dict(n_layer=24, n_head=16, n_embd=1024, block_size=1024),
-    "gpt2-large": dict(n_layer=36, n_head=20, n_embd=1280, block_size=1024),
+    "rap-small": {"n_layer": 8, "n_head": 8, "n_embd": 512, "block_size": 1024, "dropout": 0.1},
+    "gpt2": {"n_layer": 12, "n_head": 12, "n_embd": 768, "block_size": 1024},
+    "gpt2-medium": {"n_layer": 24, "n_head": 16, "n_embd": 1024, "block_size": 1024},
+    "gpt2-large": {"n_layer": 36, "n_head": 20, "n_embd": 1280, "block_size": 1024},
 }
 
 
@@ -82,11 +82,23 @@ class KVCache:
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
 
+    def rows(self, start: int, stop: int) -> KVCache:
+        """Sequences start..stop-1 as a cache of their own that shares this one's memory (slots of a batch)."""
+        view = object.__new__(KVCache)
+        view.k, view.v = self.k[start:stop], self.v[start:stop]
+        return view
+
     def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor, length: int):
         """Store k, v (B, H, T, D) at positions `input_pos` (B, T); return the first `length` cached positions."""
-        index = input_pos[:, None, :, None].expand_as(k)
-        self.k.scatter_(2, index, k.to(self.k.dtype))
-        self.v.scatter_(2, index, v.to(self.v.dtype))
+        k, v = k.to(self.k.dtype), v.to(self.v.dtype)
+        if k.size(0) == 1:  # one sequence, whose positions are consecutive: a slice copy
+            start = int(input_pos[0, 0])
+            self.k[:, :, start : start + k.size(2)] = k
+            self.v[:, :, start : start + k.size(2)] = v
+        else:  # an index copy (scatter_ would be far slower for bf16 on CPU)
+            rows = torch.arange(k.size(0), device=k.device)[:, None]
+            self.k[rows, :, input_pos] = k.transpose(1, 2)
+            self.v[rows, :, input_pos] = v.transpose(1, 2)
         return self.k[:, :, :length], self.v[:, :, :length]
 
     @property
@@ -113,7 +125,12 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         else:
             k, v = cache.update(input_pos, k, v, mask.size(-1))
-            y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask)
+            if T == 1:
+                # Decoding: one query per row. On CPU the fused bf16 kernels are several times slower for a single
+                # query than float32 attention over an upcast copy of the cache, which also keeps scores precise.
+                y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask).to(q.dtype)
+            else:
+                y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -150,13 +167,13 @@ class GPT(nn.Module):
         super().__init__()
         self.config = config
         self.transformer = nn.ModuleDict(
-            dict(
-                wte=nn.Embedding(config.vocab_size, config.n_embd),
-                wpe=nn.Embedding(config.block_size, config.n_embd),
-                drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
-                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
-            )
+            {
+                "wte": nn.Embedding(config.vocab_size, config.n_embd),
+                "wpe": nn.Embedding(config.block_size, config.n_embd),
+                "drop": nn.Dropout(config.dropout),
+                "h": nn.ModuleList(Block(config) for _ in range(config.n_layer)),
+                "ln_f": nn.LayerNorm(config.n_embd, bias=config.bias),
+            }
         )
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # weight tying, as GPT-2
@@ -179,8 +196,9 @@ class GPT(nn.Module):
 
     def new_cache(self, batch: int, dtype: torch.dtype | None = None, device: Any = None) -> list[KVCache]:
         c = self.config
-        dtype = dtype or self.lm_head.weight.dtype
-        device = device or self.lm_head.weight.device
+        # ln_f keeps the compute dtype even when inference swaps the Linear layers for packed or quantized ones.
+        dtype = dtype or self.transformer.ln_f.weight.dtype
+        device = device or self.transformer.ln_f.weight.device
         return [KVCache(batch, c.n_head, c.block_size, c.head_dim, dtype, device) for _ in range(c.n_layer)]
 
     def forward(
@@ -194,9 +212,9 @@ class GPT(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits for token ids `idx` (B, T), and the mean cross-entropy when `targets` are given (-1 = ignore).
 
-        With a `cache`, `input_pos` (B, T) gives each token's position; the new keys and values are stored at
-        those positions and each token attends to every cached position up to its own. `last_only` computes
-        logits for the last position alone, which is all that sampling needs.
+        With a `cache`, `input_pos` (B, T) gives each token's position (consecutive within a row); the new keys
+        and values are stored at those positions and each token attends to every cached position up to its own.
+        `last_only` computes logits for the last position alone, which is all that sampling needs.
         """
         B, T = idx.shape
         if input_pos is None:

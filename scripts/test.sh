@@ -3,4 +3,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-env.sh dev
+# The browser test drives Debian's Chromium (never a downloaded one): install it when missing and we are root.
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+    || echo "could not install chromium: the browser test will be skipped"
+fi
+# The front end's own unit tests, when Node is here.
+if command -v npm >/dev/null; then
+  (cd web && npm ci --silent --no-audit --no-fund && npm test --silent)
+fi
 exec .venv/bin/python -m pytest "$@"

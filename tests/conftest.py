@@ -11,6 +11,10 @@ from rapgpt.model import GPT, GPTConfig
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+# Tiny test models gain nothing from intra-op threads, and on a busy machine each op's thread hand-off can cost
+# milliseconds: one thread keeps the suite fast and its timings steady.
+torch.set_num_threads(1)
+
 
 @pytest.fixture
 def shared_data() -> Path:

@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -102,3 +103,44 @@ def test_presets_and_overrides():
         preset_config("gpt5", vocab_size=10)
     with pytest.raises(ConfigError, match="divisible"):
         GPTConfig(n_embd=100, n_head=3)
+
+
+def test_cache_rows_are_views_that_write_into_the_batch_cache(tiny_model):
+    cache = tiny_model.new_cache(3)
+    slot = [c.rows(1, 2) for c in cache]
+    idx = torch.randint(0, 67, (1, 5))
+    with torch.no_grad():
+        tiny_model(idx, cache=slot, input_pos=torch.arange(5)[None])
+    for c in cache:
+        assert c.k[1, :, :5].abs().sum() > 0 and c.k[[0, 2]].abs().sum() == 0 and c.k[1, :, 5:].abs().sum() == 0
+
+
+def test_rows_at_different_positions_write_where_each_one_is(tiny_model):
+    """A batched decoding step (rows at different positions) stores the same keys as each row alone."""
+    a, b = torch.randint(0, 67, (1, 9)), torch.randint(0, 67, (1, 4))
+    with torch.no_grad():
+        batch = tiny_model.new_cache(2)
+        for row, seq in enumerate((a, b)):
+            tiny_model(seq[:, :-1], cache=[c.rows(row, row + 1) for c in batch],
+                       input_pos=torch.arange(seq.size(1) - 1)[None])
+        tiny_model(torch.cat([a[:, -1:], b[:, -1:]]), cache=batch, input_pos=torch.tensor([[8], [3]]))
+        for row, seq in enumerate((a, b)):
+            alone = tiny_model.new_cache(1)
+            tiny_model(seq, cache=alone, input_pos=torch.arange(seq.size(1))[None])
+            n = seq.size(1)
+            for c, ref in zip(batch, alone):
+                assert torch.allclose(c.k[row, :, :n], ref.k[0, :, :n], atol=1e-6)
+                assert torch.allclose(c.v[row, :, :n], ref.v[0, :, :n], atol=1e-6)
+
+
+def test_bf16_cached_decoding_stays_close_to_the_fp32_recompute(tiny_model):
+    """The bf16 cache is read back in float32 for decoding attention: logits stay within bf16 rounding."""
+    idx = torch.randint(0, 67, (1, 24))
+    with torch.no_grad():
+        full, _ = tiny_model(idx)
+        bf16 = copy.deepcopy(tiny_model).to(torch.bfloat16)
+        cache = bf16.new_cache(1)
+        assert cache[0].k.dtype == torch.bfloat16
+        bf16(idx[:, :8], cache=cache, input_pos=torch.arange(8)[None])
+        steps = [bf16(idx[:, t : t + 1], cache=cache, input_pos=torch.tensor([[t]]))[0] for t in range(8, 24)]
+    assert (torch.cat(steps, dim=1).float() - full[:, 8:]).abs().max() < 0.05 * full.std()

@@ -1,0 +1,221 @@
+"""Load on `rapgpt serve`: 1, 8 and 32 concurrent streaming clients against the char-10m model, on loopback.
+
+The server runs as its own process (`python -m rapgpt serve`, as a user starts it), so its peak memory is its
+own. Each client streams `POST /api/generate` requests back to back, then finishes the request it is in; every
+level is bounded in time and in requests. The peer of each level is the single client measured in the same run:
+continuous batching should multiply the aggregate tokens/s as clients are added. The levels take turns in short
+rounds (1, 8, 32, 1, 8, 32, ...), so that on a shared machine a change in its load falls on all of them alike.
+
+Time to first token (TTFT) is from sending a request to its first text event; inter-token latency (ITL) is the
+gap between consecutive text events of one request. Unless `--run` names a trained run, the model is a randomly
+initialised char-10m whose end-of-text token is made unlikely, so that every request writes its whole budget.
+
+    python -m benchmarks.serve_load [--clients 1 8 32] [--duration 10] [--max-new-tokens 64]   (from the root)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import string
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import torch
+
+from rapgpt.checkpoint import save_run
+from rapgpt.data.tokenizer import CharTokenizer
+from rapgpt.model import GPT, preset_config
+from rapgpt.serve.server import default_threads
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPTS = ["the city lights ", "late night ", "i came up ", "rhymes on the ", "\n", "money talk ", "yeah "]
+MAX_REQUESTS_PER_CLIENT = 200
+
+
+def write_char_10m(run_dir: Path) -> Path:
+    """A random char-10m over printable ASCII whose end-of-text logit sits far below the others."""
+    tokenizer = CharTokenizer(sorted(set(string.printable) - {"\x0b", "\x0c", "\r"}))
+    torch.manual_seed(0)
+    model = GPT(preset_config("char-10m", tokenizer.vocab_size, dropout=0.0))
+    with torch.no_grad():
+        bias = torch.randn(model.config.n_embd)
+        bias *= 10 / bias.norm()
+        model.transformer.ln_f.bias.copy_(bias)
+        model.transformer.wte.weight[tokenizer.eot_id] = -0.5 * bias
+    return save_run(run_dir, model, tokenizer)
+
+
+@dataclass
+class Level:
+    clients: int
+    ttft: list[float] = field(default_factory=list)
+    itl: list[float] = field(default_factory=list)
+    tokens: int = 0
+    requests: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+async def one_request(http: httpx.AsyncClient, url: str, prompt: str, max_new_tokens: int, level: Level) -> None:
+    body = {"prompt": prompt, "max_new_tokens": max_new_tokens, "stream": True}
+    start = time.perf_counter()
+    last = None
+    event = None
+    try:
+        async with http.stream("POST", f"{url}/api/generate", json=body) as r:
+            if r.status_code != 200:
+                level.errors += 1
+                await r.aread()
+                return
+            async for line in r.aiter_lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: "):
+                    now = time.perf_counter()
+                    if event == "text":
+                        if last is None:
+                            level.ttft.append(now - start)
+                        else:
+                            level.itl.append(now - last)
+                        last = now
+                    elif event == "done":
+                        level.tokens += json.loads(line[6:])["usage"]["completion_tokens"]
+                        level.requests += 1
+                        return
+                    else:
+                        level.errors += 1
+                        return
+        level.errors += 1  # the stream ended without a `done` event
+    except httpx.HTTPError:
+        level.errors += 1
+
+
+async def run_level(url: str, level: Level, duration: float, max_new_tokens: int) -> None:
+    """One round of `level.clients` clients for `duration` seconds, added to `level`'s counts."""
+    clients = level.clients
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(120), limits=limits) as http:
+        start = time.perf_counter()
+
+        async def client(i: int) -> None:
+            for n in range(MAX_REQUESTS_PER_CLIENT):
+                if time.perf_counter() - start >= duration:
+                    return
+                await one_request(http, url, PROMPTS[(i + n) % len(PROMPTS)], max_new_tokens, level)
+
+        await asyncio.gather(*(client(i) for i in range(clients)))
+        level.seconds += time.perf_counter() - start
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def peak_memory_mib(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(run: Path, port: int, args: argparse.Namespace) -> subprocess.Popen:
+    command = [sys.executable, "-m", "rapgpt", "serve", "--model", str(run), "--port", str(port),
+               "--max-batch", str(args.max_batch), "--max-queue", str(args.max_queue), "--precision", args.precision,
+               "--threads", str(args.threads)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while True:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited with status {server.returncode}: run {' '.join(command)} to see why")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            server.kill()
+            raise SystemExit("the server did not become ready within 120 s")
+        time.sleep(0.25)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, default=None, help="serve this run instead of a random char-10m")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32], help="concurrency levels")
+    parser.add_argument("--duration", type=float, default=12.0, help="seconds of requests per level, all rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="turns each level takes")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="token budget of each request")
+    parser.add_argument("--max-batch", type=int, default=32, help="the server's --max-batch")
+    parser.add_argument("--max-queue", type=int, default=64, help="the server's --max-queue")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="the server's --precision")
+    parser.add_argument("--threads", type=int, default=default_threads(), help="the server's --threads")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = args.run or write_char_10m(Path(tmp) / "char-10m")
+        port = free_port()
+        server = start_server(run, port, args)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            asyncio.run(run_level(url, Level(2), 1.0, 8))  # warm-up: first-call costs stay out of the measurements
+            levels = [Level(c) for c in args.clients]
+            for _ in range(args.rounds):
+                for level in levels:
+                    asyncio.run(run_level(url, level, args.duration / args.rounds, args.max_new_tokens))
+            memory = peak_memory_mib(server.pid)
+        finally:
+            server.terminate()
+            server.wait(30)
+
+    base = levels[0].tokens_per_second
+    print(f"rapgpt serve load: {run.name}, {args.max_new_tokens} tokens per request, {args.duration:g} s per level "
+          f"in {args.rounds} rounds, max batch {args.max_batch}, {args.precision}, {args.threads} model thread(s) of "
+          f"{os.cpu_count()} cores")
+    header = f"{'clients':>7} {'requests':>8} {'errors':>6} {'TTFT p50':>9} {'TTFT p99':>9} {'ITL p50':>8} " \
+             f"{'ITL p99':>8} {'tokens/s':>9} {f'vs {levels[0].clients}':>7}"
+    print(header)
+    print("-" * len(header))
+    for lv in levels:
+        ms = [1000 * percentile(v, q) for v, q in ((lv.ttft, 50), (lv.ttft, 99), (lv.itl, 50), (lv.itl, 99))]
+        print(f"{lv.clients:>7} {lv.requests:>8} {lv.errors:>6} {ms[0]:>7.0f}ms {ms[1]:>7.0f}ms {ms[2]:>6.1f}ms "
+              f"{ms[3]:>6.1f}ms {lv.tokens_per_second:>9.0f} {lv.tokens_per_second / base:>6.1f}x")
+    print(f"server peak memory (VmHWM): {memory:.0f} MiB")
+    by_clients = {lv.clients: lv for lv in levels}
+    if 1 in by_clients and 32 in by_clients:
+        ratio = by_clients[32].tokens_per_second / by_clients[1].tokens_per_second
+        p99 = percentile(by_clients[32].ttft, 99)
+        errors = sum(lv.errors for lv in levels)
+        def verdict(ok: bool) -> str:
+            return "met" if ok else "MISSED"
+
+        print(f"targets: tokens/s at 32 clients = {ratio:.1f}x one client (>= 4x: {verdict(ratio >= 4)}); "
+              f"p99 TTFT at 32 clients = {p99:.2f} s (< 1 s: {verdict(p99 < 1)}); "
+              f"errors = {errors} (0: {verdict(errors == 0)})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""`rapgpt generate`: lyrics alone on stdout, streamed as they are written (prompt first); diagnostics on stderr.
+
+Several samples run as one batch: the first is streamed live, each next one is shown (caught up, then live) once
+the previous one ends, separated by an end-of-text line, the marker the model itself puts between songs.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import TextIO
+
+from rapgpt.data.tokenizer import EOT_TEXT
+from rapgpt.errors import ConfigError
+from rapgpt.generate.decoder import BatchDecoder, Completion
+from rapgpt.generate.inference import cache_nbytes, format_bytes, load_for_inference
+from rapgpt.generate.params import SamplingParams
+
+# Samples beyond this many wait for a free slot rather than growing the cache.
+MAX_BATCH = 16
+
+
+def generate_command(
+    model: Path,
+    prompt: str = "",
+    params: SamplingParams | None = None,
+    num_samples: int = 1,
+    precision: str = "fp32",
+    quantize: str | None = None,
+    cache_info: bool = False,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> list[Completion]:
+    """Generate `num_samples` continuations of `prompt` with the run in `model`; sample i uses seed + i.
+    The lyrics go to `out`, diagnostics to `err` (stdout and stderr by default)."""
+    params = params or SamplingParams()
+    out, err = out or sys.stdout, err or sys.stderr
+    if num_samples < 1:
+        raise ConfigError(f"num_samples must be a positive integer, got {num_samples}")
+    with _diagnostics_to(err):
+        gpt, tokenizer = load_for_inference(model, precision, quantize)
+        decoder = BatchDecoder(gpt, tokenizer, max_batch=min(num_samples, MAX_BATCH))
+        if cache_info:
+            print(_cache_report(decoder, precision), file=err)
+        seeds = [None if params.seed is None else params.seed + i for i in range(num_samples)]
+        ids = [decoder.add(prompt, replace(params, seed=seed)) for seed in seeds]
+        start = time.perf_counter()
+        completions = _show(decoder, ids, prompt, out)
+        elapsed = time.perf_counter() - start
+    for i, c in enumerate(completions):
+        print(f"[sample {i + 1}/{num_samples}: {c.completion_tokens} tokens, finished by {c.finish_reason}, "
+              f"seed {c.seed}]", file=err)
+    total = sum(c.completion_tokens for c in completions)
+    print(f"[{total} tokens in {elapsed:.2f} s: {total / max(elapsed, 1e-9):.1f} tokens/s]", file=err)
+    return completions
+
+
+def _show(decoder: BatchDecoder, ids: list[int], prompt: str, out: TextIO) -> list[Completion]:
+    """Run the decoder, writing sample after sample to `out` and each one's text as soon as it is known."""
+    texts = {i: "" for i in ids}
+    done: dict[int, Completion] = {}
+    current = 0
+    out.write(prompt)
+    out.flush()
+    while decoder.has_work:
+        for event in decoder.step():
+            texts[event.seq_id] += event.text
+            if event.seq_id == ids[current]:
+                out.write(event.text)
+            if event.completion is not None:
+                done[event.seq_id] = event.completion
+        while ids[current] in done and current + 1 < len(ids):
+            current += 1
+            out.write(f"\n{EOT_TEXT}\n{prompt}{texts[ids[current]]}")
+        out.flush()
+    out.write("\n")
+    out.flush()
+    return [done[i] for i in ids]
+
+
+def _cache_report(decoder: BatchDecoder, precision: str) -> str:
+    c = decoder.model.config
+    dtype = decoder.cache[0].k.dtype
+    bytes_each = dtype.itemsize
+    formula = cache_nbytes(c, decoder.max_batch, dtype)
+    allocated = sum(layer.nbytes for layer in decoder.cache)
+    return (
+        f"KV cache: batch {decoder.max_batch} x {c.n_layer} layers x {c.n_head} heads x {c.block_size} context x "
+        f"{c.head_dim} head_dim x 2 (K and V) x {bytes_each} bytes ({precision}) = {format_bytes(formula)}; "
+        f"allocated {format_bytes(allocated)}"
+    )
+
+
+@contextmanager
+def _diagnostics_to(err: TextIO) -> Iterator[None]:
+    """Show rapgpt's notices (model size, a shortened prompt) on `err` while the command runs."""
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("rapgpt")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)

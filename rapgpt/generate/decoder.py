@@ -1,0 +1,257 @@
+"""Batched decoding with a KV cache: the one loop behind the CLI, the server and the evaluator.
+
+`BatchDecoder` holds a preallocated cache for `max_batch` sequences. Sequences join it at token boundaries (their
+prompt prefilled in one pass into a free slot) and leave it when they finish or are cancelled, so a server can keep
+one decoder running and feed it requests (continuous batching). `generate` and `stream` are thin loops over it.
+
+Running sequences occupy cache slots 0..n-1: a finishing sequence's slot is refilled by moving the last one into
+it, so each step decodes one contiguous block of the cache and its cost follows the live batch, not the capacity.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+
+import torch
+
+from rapgpt.data.tokenizer import CharTokenizer, Tokenizer
+from rapgpt.generate.sampling import SamplingParams, TokenHistory, sample_token
+from rapgpt.generate.text import TextStream
+from rapgpt.model import GPT, KVCache
+
+log = logging.getLogger(__name__)
+
+# When a sequence fills the context, its cache is refilled from this fraction of its latest tokens (a sliding
+# window): keeping more context costs a refill more often.
+SLIDE_KEEP = 0.75
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A finished continuation. `text` excludes the prompt and ends before a stop string; `tokens` are the sampled
+    ids (an end-of-text token that ended the sequence is not among them)."""
+
+    text: str
+    tokens: list[int]
+    finish_reason: str  # "stop" (a stop string), "length" (max_new_tokens), "eot" (end of text), "cancelled"
+    prompt_tokens: int  # tokens of the prompt fed to the model, start token included
+    dropped_prompt_tokens: int  # tokens cut from the front of a prompt longer than the context
+    seed: int  # reproduces this completion with the same prompt and parameters
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass(frozen=True)
+class Event:
+    """What one step did for one sequence: the text that became safe to show, and the completion if it ended."""
+
+    seq_id: int
+    text: str
+    token: int | None  # None when the sequence was cancelled before sampling
+    completion: Completion | None = None
+
+
+class _Sequence:
+    def __init__(self, seq_id: int, context: list[int], dropped: int, params: SamplingParams, tokenizer: Tokenizer,
+                 vocab_size: int):
+        self.id = seq_id
+        self.params = params
+        self.context = context  # every token the model has seen or will see next, start token first
+        self.prompt_tokens = len(context)
+        self.dropped = dropped
+        self.tokens: list[int] = []
+        self.generator = torch.Generator()
+        self.seed = params.seed if params.seed is not None else self.generator.seed()
+        self.generator.manual_seed(self.seed)
+        self.history = TokenHistory(context, vocab_size, params)
+        self.text = TextStream(tokenizer, params.stop)
+        self.cached = 0  # leading tokens of `context` whose keys and values are in the cache
+        self.cancelled = False
+
+    def completion(self, finish_reason: str) -> Completion:
+        return Completion(self.text.text, self.tokens, finish_reason, self.prompt_tokens, self.dropped, self.seed)
+
+
+class BatchDecoder:
+    """Generates for up to `max_batch` sequences at once, each with its own SamplingParams and random stream.
+
+    `add` and `cancel` only queue work, so a server may call them between steps; `step` admits waiting sequences
+    into free slots, advances every running sequence by one token and reports what happened.
+    """
+
+    def __init__(self, model: GPT, tokenizer: Tokenizer, max_batch: int = 8):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch = max_batch
+        self.cache: list[KVCache] = model.new_cache(max_batch)
+        self.running: list[_Sequence] = []  # running[i] occupies cache slot i
+        self.waiting: deque[_Sequence] = deque()
+        self._ids = itertools.count()
+        self._lock = threading.Lock()  # guards `waiting` and the cancel flags against calls from other threads
+
+    @property
+    def context_length(self) -> int:
+        return self.model.config.block_size
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.running or self.waiting)
+
+    def add(self, prompt: str, params: SamplingParams) -> int:
+        """Queue a prompt; return its sequence id. Raises TokenizerError for text the model cannot read."""
+        ids = self.encode_prompt(prompt)
+        limit = self.context_length
+        dropped = max(0, len(ids) - limit)
+        if dropped:
+            log.warning("notice: the prompt is %d tokens, longer than the model's context of %d; generating from "
+                        "its last %d tokens", len(ids) - 1, limit, limit)
+        with self._lock:
+            seq = _Sequence(next(self._ids), ids[dropped:], dropped, params, self.tokenizer, self.tokenizer.vocab_size)
+            self.waiting.append(seq)
+        return seq.id
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        """The start token, then the prompt: songs in the training data follow an end-of-text token, so a prompt
+        starts a new song, and an empty prompt generates one from scratch."""
+        if isinstance(self.tokenizer, CharTokenizer):
+            ids = self.tokenizer.encode(prompt, unknown="error")
+        else:
+            ids = self.tokenizer.encode(prompt)
+        return [self.tokenizer.eot_id, *ids]
+
+    def cancel(self, seq_id: int) -> None:
+        """Stop a sequence at the next step (it is reported with finish_reason "cancelled")."""
+        with self._lock:
+            for seq in itertools.chain(self.running, self.waiting):
+                if seq.id == seq_id:
+                    seq.cancelled = True
+
+    @torch.inference_mode()
+    def step(self) -> list[Event]:
+        """One token for every running sequence, after admitting waiting ones into free slots."""
+        with self._lock:
+            cancelled = [seq for seq in itertools.chain(self.running, self.waiting) if seq.cancelled]
+            for seq in cancelled:
+                if seq in self.waiting:
+                    self.waiting.remove(seq)
+        events = [self._finish(seq, None, "cancelled") for seq in cancelled]
+        logits = self._decode()
+        with self._lock:
+            free = self.max_batch - len(self.running)
+            admitted = [self.waiting.popleft() for _ in range(min(free, len(self.waiting)))]
+        for seq in admitted:
+            logits.append(self._admit(seq, logits))
+        for seq, row in zip(list(self.running), logits, strict=True):
+            events.append(self._advance(seq, row[: self.tokenizer.vocab_size].float()))
+        return events
+
+    def _decode(self) -> list[torch.Tensor]:
+        """Feed each running sequence its last sampled token; return the logits of their next tokens."""
+        if not self.running:
+            return []
+        for i, seq in enumerate(self.running):
+            if seq.cached == self.context_length:
+                self._slide(i, seq)
+        idx = torch.tensor([[seq.context[-1]] for seq in self.running])
+        pos = torch.tensor([[seq.cached] for seq in self.running])
+        n = len(self.running)
+        logits, _ = self.model(idx, cache=[c.rows(0, n) for c in self.cache], input_pos=pos, last_only=True)
+        for seq in self.running:
+            seq.cached += 1
+        return list(logits[:, -1])
+
+    def _slide(self, slot: int, seq: _Sequence) -> None:
+        """The context is full: refill this slot's cache from the latest tokens, so generation can go on."""
+        keep = max(1, int(self.context_length * SLIDE_KEEP))
+        window = seq.context[-keep:-1]  # the last token is fed by the decoding step itself
+        self._prefill(slot, window)
+        seq.cached = len(window)
+
+    def _admit(self, seq: _Sequence, logits: list[torch.Tensor]) -> torch.Tensor:
+        """Place a waiting sequence in the next free slot and prefill its prompt; return its next-token logits.
+
+        A prompt already prefilled this step (several samples of one prompt) is copied from that slot instead."""
+        slot = len(self.running)
+        twin = next((i for i, s in enumerate(self.running) if s.cached == 0 and s.context == seq.context), None)
+        if twin is not None:
+            n = len(seq.context)
+            for c in self.cache:
+                c.k[slot, :, :n], c.v[slot, :, :n] = c.k[twin, :, :n], c.v[twin, :, :n]
+            row = logits[twin]
+        else:
+            row = self._prefill(slot, seq.context)
+        self.running.append(seq)
+        return row
+
+    def _prefill(self, slot: int, tokens: list[int]) -> torch.Tensor:
+        idx = torch.tensor([tokens])
+        cache = [c.rows(slot, slot + 1) for c in self.cache]
+        logits, _ = self.model(idx, cache=cache, input_pos=torch.arange(len(tokens))[None], last_only=True)
+        return logits[0, -1]
+
+    def _advance(self, seq: _Sequence, logits: torch.Tensor) -> Event:
+        if seq.cached == 0:  # prefilled in this step
+            seq.cached = len(seq.context)
+        token = sample_token(logits, seq.history, seq.params, seq.generator)
+        if token == self.tokenizer.eot_id:
+            return self._finish(seq, token, "eot")
+        seq.tokens.append(token)
+        seq.context.append(token)
+        seq.history.add(token)
+        piece = seq.text.push(token)
+        if seq.text.stopped:
+            return self._finish(seq, token, "stop", piece)
+        if len(seq.tokens) == seq.params.max_new_tokens:
+            return self._finish(seq, token, "length", piece)
+        return Event(seq.id, piece, token)
+
+    def _finish(self, seq: _Sequence, token: int | None, reason: str, piece: str = "") -> Event:
+        """Report the end of a sequence and free its slot, moving the last running sequence into it."""
+        piece += seq.text.finish()
+        if seq in self.running:
+            slot, last = self.running.index(seq), len(self.running) - 1
+            if slot != last:
+                moved = self.running[last]
+                n = moved.cached or len(moved.context)
+                for c in self.cache:
+                    c.k[slot, :, :n], c.v[slot, :, :n] = c.k[last, :, :n], c.v[last, :, :n]
+                self.running[slot] = moved
+            self.running.pop()
+        return Event(seq.id, piece, token, seq.completion(reason))
+
+
+def generate(
+    model: GPT, tokenizer: Tokenizer, prompts: Sequence[str], params: SamplingParams, *, max_batch: int = 16
+) -> list[Completion]:
+    """Continue each prompt, up to `max_batch` at a time. With a seed, prompt i samples with seed + i, so that
+    several samples of one prompt differ and each is reproducible alone."""
+    decoder = BatchDecoder(model, tokenizer, max_batch=max(1, min(max_batch, len(prompts))))
+    ids = [decoder.add(p, _nth_seed(params, i)) for i, p in enumerate(prompts)]
+    done: dict[int, Completion] = {}
+    while decoder.has_work:
+        done.update((e.seq_id, e.completion) for e in decoder.step() if e.completion is not None)
+    return [done[i] for i in ids]
+
+
+def stream(model: GPT, tokenizer: Tokenizer, prompt: str, params: SamplingParams) -> Iterator[str]:
+    """Yield the continuation of `prompt` in pieces as they are produced (whole characters, never a piece of a
+    stop string); the generator's return value is the Completion."""
+    decoder = BatchDecoder(model, tokenizer, max_batch=1)
+    decoder.add(prompt, params)
+    while True:
+        (event,) = decoder.step()
+        if event.text:
+            yield event.text
+        if event.completion is not None:
+            return event.completion
+
+
+def _nth_seed(params: SamplingParams, i: int) -> SamplingParams:
+    return params if params.seed is None else replace(params, seed=(params.seed + i) % 2**63)

@@ -1,0 +1,106 @@
+"""Loading a trained run for CPU inference: precision (fp32, bf16, fp16), weight-only int8, and memory figures."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rapgpt.checkpoint import WEIGHTS, load_run
+from rapgpt.data.tokenizer import Tokenizer
+from rapgpt.errors import ConfigError
+from rapgpt.generate.linear import INT8_BLOCK, Int8Embedding, Int8Linear, PackedLinear, can_pack
+from rapgpt.model import GPT, GPTConfig
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+QUANTIZATIONS = ("int8",)
+
+
+def load_for_inference(
+    run_dir: str | Path, precision: str = "fp32", quantize: str | None = None, weights: str = WEIGHTS
+) -> tuple[GPT, Tokenizer]:
+    """A run's model ready to generate on CPU (eval mode, inference-only layers), and its tokenizer."""
+    dtype = precision_dtype(precision)
+    check_quantize(quantize)
+    model, tokenizer, _ = load_run(run_dir, "cpu", weights=weights)
+    # The weights are final from here on: anything that changes them (such as merging a fine-tuned adapter into
+    # them) belongs before this line, since packed and quantized layers cannot be trained or merged into.
+    model = prepare_for_inference(model, dtype, quantize)
+    log.info("%s", memory_report(model, precision, quantize))
+    return model, tokenizer
+
+
+def precision_dtype(precision: str) -> torch.dtype:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    return PRECISIONS[precision]
+
+
+def check_quantize(quantize: str | None) -> None:
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ConfigError(f"unknown quantization {quantize!r}: choose {' or '.join(QUANTIZATIONS)}, or none")
+
+
+def prepare_for_inference(model: GPT, dtype: torch.dtype, quantize: str | None = None) -> GPT:
+    """Convert `model` in place to `dtype` with CPU-fast Linear layers; with quantize="int8", every Linear and the
+    tied embedding/output matrix hold int8 weights with per-channel scales."""
+    model.eval()
+    if quantize == "int8":
+        int8 = {n: Int8Linear.from_linear(m, dtype) for n, m in _linears(model) if m.in_features % INT8_BLOCK == 0}
+        model.to(dtype)
+        _swap(model, lambda name, m: int8.get(name, m))
+        if isinstance(model.lm_head, Int8Linear):  # the tied embedding reads the same int8 rows
+            model.transformer.wte = Int8Embedding(model.lm_head, dtype)
+    else:
+        model.to(dtype)
+        if can_pack(dtype):
+            _swap(model, lambda name, m: PackedLinear(m))
+    return model
+
+
+def _linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+
+def _swap(model: nn.Module, make: Callable[[str, nn.Linear], nn.Module]) -> None:
+    for name, linear in _linears(model):
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, make(name, linear))
+
+
+def model_nbytes(model: nn.Module) -> int:
+    """Bytes of the model's tensors in memory, each shared tensor counted once."""
+    seen: dict[int, int] = {}
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.layout == torch._mkldnn:  # a prepacked weight: opaque memory, one element per weight
+            seen[id(t)] = t.numel() * t.element_size()
+        else:
+            storage = t.untyped_storage()
+            seen[storage.data_ptr()] = storage.nbytes()
+    return sum(seen.values())
+
+
+def cache_nbytes(config: GPTConfig, batch: int, dtype: torch.dtype) -> int:
+    """The KV cache's size: batch x layers x heads x context x head_dim x 2 (K and V) x bytes per element."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    return batch * config.n_layer * config.n_head * config.block_size * config.head_dim * 2 * itemsize
+
+
+def memory_report(model: GPT, precision: str, quantize: str | None) -> str:
+    c = model.config
+    params = c.n_layer * 12 * c.n_embd**2 + (c.vocab_size + c.block_size) * c.n_embd  # weights, biases aside
+    kind = precision + (f", {quantize} weights" if quantize else "")
+    return f"model: ~{params / 1e6:.1f}M parameters, {kind}, {format_bytes(model_nbytes(model))} in memory"
+
+
+def format_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024:
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return f"{n:.2f} GiB"

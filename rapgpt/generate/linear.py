@@ -1,0 +1,88 @@
+"""Linear layers for CPU inference: a oneDNN-prepacked Linear, and weight-only int8 with per-channel scales.
+
+Decoding multiplies one row of activations by every weight matrix, so its speed is the speed at which weights
+are read from memory. On CPU, `F.linear` with one bf16 row takes a slow matrix-vector path; a weight reordered
+once into oneDNN's blocked layout is read at memory speed. Weight-only int8 halves the bytes again, while the
+activations, the residual stream and the KV cache keep the model's precision: the quantization error then stays
+in the weights, where one scale per output channel bounds it to half a step of that channel's own range.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+# The int8 matmul kernel reads the inner dimension in blocks of 16 (other sizes are not supported).
+INT8_BLOCK = 16
+
+
+def can_pack(dtype: torch.dtype) -> bool:
+    """Whether oneDNN has a prepacked path for `dtype` on this CPU."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    if dtype == torch.bfloat16:
+        return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return dtype == torch.float32
+
+
+class PackedLinear(nn.Module):
+    """`nn.Linear` with its weight prepacked for oneDNN (the packed layout serves inference only)."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.register_buffer("weight", torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), 1))
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+
+
+def quantize_per_channel(
+    weight: torch.Tensor, dtype: torch.dtype = torch.bfloat16
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 weights and one scale per output row: weight ~= q * scale, |q| <= 127.
+
+    The scale is rounded to `dtype` (what the kernel multiplies by) before the weights are rounded against it."""
+    w = weight.detach().float()
+    scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-12).to(dtype)
+    q = torch.round(w / scale.float()[:, None]).clamp(-127, 127).to(torch.int8)
+    return q, scale
+
+
+class Int8Linear(nn.Module):
+    """Weight-only int8 Linear: int8 weights times bf16 inputs, accumulated in float32, scaled per output channel."""
+
+    def __init__(self, weight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        self.register_buffer("weight", weight)
+        self.register_buffer("scale", scale)
+        self.register_buffer("bias", bias)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, dtype: torch.dtype) -> Int8Linear:
+        """Quantize `linear`'s weights; its bias goes to `dtype`, the precision of the model's activations."""
+        q, scale = quantize_per_channel(linear.weight)
+        bias = None if linear.bias is None else linear.bias.detach().to(dtype, copy=True)
+        return cls(q, scale, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features).to(self.scale.dtype).contiguous()
+        y = torch._weight_int8pack_mm(rows, self.weight, self.scale).view(*x.shape[:-1], self.out_features)
+        y = y.to(x.dtype)
+        return y if self.bias is None else y + self.bias
+
+
+class Int8Embedding(nn.Module):
+    """An embedding that reads its rows from a tied int8 output head (the same int8 rows and per-row scales)."""
+
+    def __init__(self, head: Int8Linear, dtype: torch.dtype):
+        super().__init__()
+        self.register_buffer("weight", head.weight)
+        self.register_buffer("scale", head.scale[:, None])
+        self.dtype = dtype
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return F.embedding(idx, self.weight).to(self.dtype) * F.embedding(idx, self.scale).to(self.dtype)

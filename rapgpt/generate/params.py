@@ -1,0 +1,68 @@
+"""The settings of one generation request, validated on creation.
+
+Kept free of torch so that the command line can show the defaults without loading it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from rapgpt.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample a continuation. The defaults suit lyrics: varied, yet without the incoherent tail of the
+    distribution."""
+
+    max_new_tokens: int = 256  # token budget for the continuation
+    temperature: float = 0.8  # 0 = greedy (always the most likely token)
+    top_k: int | None = None  # keep only the k most likely tokens
+    top_p: float | None = 0.95  # keep the smallest set of most likely tokens holding this probability
+    min_p: float | None = None  # keep tokens at least this fraction as likely as the most likely one
+    repetition_penalty: float = 1.0  # > 1 discourages any token already in the prompt or the continuation
+    frequency_penalty: float = 0.0  # subtracted from a logit once per earlier occurrence in the continuation
+    presence_penalty: float = 0.0  # subtracted from a logit once if the token occurs in the continuation
+    stop: tuple[str, ...] = ()  # the continuation ends before the first of these strings
+    seed: int | None = None  # makes the draws reproducible
+
+    def __post_init__(self) -> None:
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        object.__setattr__(self, "stop", tuple(self.stop))
+        _check(_is_int(self.max_new_tokens) and self.max_new_tokens >= 1, "max_new_tokens", self.max_new_tokens,
+               "a positive integer")
+        _check(_is_real(self.temperature) and self.temperature >= 0, "temperature", self.temperature,
+               "a number >= 0 (0 = greedy; 0.7 to 1.0 suits lyrics)")
+        _check(self.top_k is None or (_is_int(self.top_k) and self.top_k >= 1), "top_k", self.top_k,
+               "a positive integer (None: no limit)")
+        _check(self.top_p is None or (_is_real(self.top_p) and 0 < self.top_p <= 1), "top_p", self.top_p,
+               "in (0, 1] (1 or None keeps every token)")
+        _check(self.min_p is None or (_is_real(self.min_p) and 0 <= self.min_p <= 1), "min_p", self.min_p,
+               "in [0, 1] (0 or None keeps every token)")
+        _check(_is_real(self.repetition_penalty) and self.repetition_penalty > 0, "repetition_penalty",
+               self.repetition_penalty, "a number > 0 (1 = off, 1.1 to 1.3 discourages repeats)")
+        for name in ("frequency_penalty", "presence_penalty"):
+            value = getattr(self, name)
+            _check(_is_real(value) and -2 <= value <= 2, name, value, "in [-2, 2] (0 = off)")
+        _check(all(isinstance(s, str) and s for s in self.stop), "stop", self.stop, "non-empty strings")
+        _check(self.seed is None or (_is_int(self.seed) and 0 <= self.seed < 2**63), "seed", self.seed,
+               "an integer in [0, 2**63), or None for a random one")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check(ok: bool, name: str, value: object, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name} must be {expected}, got {value!r}")

@@ -1,0 +1,135 @@
+"""`rapgpt serve`: load a run (and its fine-tuned adapters) and serve it over HTTP with the browser front end.
+
+Each adapter is merged into a model of its own (full weights per adapter, at the base model's speed), and the
+engine keeps one batch per model, so requests for different adapters never share a batch and each gets exactly
+its adapter's weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from rapgpt.checkpoint import read_run_config
+from rapgpt.errors import ConfigError
+from rapgpt.serve.engine import Engine, EngineSettings, ServedModel
+
+log = logging.getLogger(__name__)
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def parse_adapters(specs: Sequence[str]) -> dict[str, Path]:
+    """NAME=RUN2 pairs as given on the command line, checked: valid distinct names, existing directories."""
+    adapters: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not path:
+            raise ConfigError(f"--adapter {spec!r} must be NAME=RUN2, e.g. --adapter eminem=runs/eminem-lora")
+        if not NAME.fullmatch(name):
+            raise ConfigError(f"adapter name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
+        if name in adapters:
+            raise ConfigError(f"two adapters are named {name!r}: give each a distinct name")
+        if not Path(path).is_dir():
+            raise ConfigError(f"adapter directory not found: {path} (train one with `rapgpt finetune`)")
+        adapters[name] = Path(path)
+    return adapters
+
+
+def default_threads() -> int:
+    """Model threads: every core but one, which the HTTP event loop needs to stream the tokens out. Threads of a
+    parallel kernel wait for each other at every operation, so one that shares its core with the event loop stalls
+    them all (on 2 cores, 1 model thread decodes far faster than 2)."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+def base_name(run_dir: str | Path) -> str:
+    """The base model's name in the API: its run directory's name, made a valid model name."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", Path(run_dir).resolve().name).lstrip("._-")[:64]
+    return name or "base"
+
+
+def load_models(run_dir: str | Path, adapters: dict[str, Path], precision: str = "fp32",
+                quantize: str | None = None) -> list[ServedModel]:
+    """The base model, then one merged model per adapter, each prepared for inference."""
+    from rapgpt.generate.inference import load_for_inference, precision_dtype, prepare_for_inference
+    from rapgpt.lora import load_adapted_run
+
+    base = base_name(run_dir)
+    model, tokenizer = load_for_inference(run_dir, precision, quantize)
+    served = [ServedModel(base, model, tokenizer)]
+    for name, adapter_dir in adapters.items():
+        merged, adapter_tokenizer, _ = load_adapted_run(run_dir, adapter_dir, merge=True)
+        if adapter_tokenizer != tokenizer:
+            raise ConfigError(f"adapter {name!r} uses another tokenizer than the base model {run_dir}")
+        merged = prepare_for_inference(merged, precision_dtype(precision), quantize)
+        served.append(ServedModel(name, merged, tokenizer, parent=base))
+        log.info("adapter %s from %s merged into its own copy of %s", name, adapter_dir, base)
+    return served
+
+
+def serve(
+    model: str | Path,
+    adapters: Sequence[str] = (),
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    cors_origins: Sequence[str] = (),
+    max_queue: int = 64,
+    max_batch: int = 32,
+    time_limit: float = 120.0,
+    precision: str = "fp32",
+    quantize: str | None = None,
+    threads: int | None = None,
+) -> None:
+    """Serve `model` (a run directory) until interrupted. The HTTP server starts at once and answers /health with
+    503 while the models load; a model that fails to load stops it with the reason."""
+    try:
+        import uvicorn
+
+        from rapgpt.serve.api import ServeSettings, create_app
+    except ImportError as e:
+        raise ConfigError(f"serving needs the serve extra ({e.name} is missing): pip install 'rapgpt[serve]'") from e
+    from rapgpt.generate.inference import check_quantize, precision_dtype
+
+    read_run_config(model)  # a missing or broken run fails here, before the server starts
+    adapter_dirs = parse_adapters(adapters)
+    if base_name(model) in adapter_dirs:
+        raise ConfigError(f"adapter name {base_name(model)!r} is the base model's name: choose another")
+    precision_dtype(precision)
+    check_quantize(quantize)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port must be in 1..65535, got {port}")
+    threads = default_threads() if threads is None else threads
+    if threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
+    if host not in LOOPBACK and not api_key:
+        log.warning("serving on %s without --api-key: anyone who can reach this address can use the model", host)
+
+    settings = EngineSettings(max_batch=max_batch, max_queue=max_queue, time_limit=time_limit)
+    server: uvicorn.Server | None = None
+
+    def stop_server(error: BaseException) -> None:
+        if server is not None:
+            server.should_exit = True
+
+    engine = Engine(lambda: load_models(model, adapter_dirs, precision, quantize), settings,
+                    on_failure=stop_server)
+    app = create_app(engine, ServeSettings(api_key=api_key, cors_origins=tuple(cors_origins)))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5))
+    shown = f"[{host}]" if ":" in host else host
+    print(f"rapgpt: open http://{shown}:{port}/ in a browser (API docs at /docs, OpenAI API at /v1)", flush=True)
+    engine.start()
+    try:
+        server.run()
+    finally:
+        engine.stop()
+    if engine.error is not None:
+        raise engine.error

@@ -1,0 +1,124 @@
+import pytest
+import torch
+
+from rapgpt.generate.params import SamplingParams
+from rapgpt.generate.sampling import (
+    TOP_P_CANDIDATES,
+    TokenHistory,
+    apply_penalties,
+    filter_logits,
+    sample_token,
+)
+
+
+def kept(logits: torch.Tensor) -> set[int]:
+    return set(torch.nonzero(torch.isfinite(logits)).flatten().tolist())
+
+
+def params(**kw) -> SamplingParams:
+    """No filter unless asked for, temperature 1."""
+    return SamplingParams(**{"temperature": 1.0, "top_p": None, **kw})
+
+
+def naive_top_p(probs: list[float], top_p: float) -> set[int]:
+    """Walk the tokens from most to least likely, taking each while the mass taken so far is below top_p."""
+    order = sorted(range(len(probs)), key=lambda i: -probs[i])
+    taken, mass = set(), 0.0
+    for i in order:
+        if mass >= top_p:
+            break
+        taken.add(i)
+        mass += probs[i]
+    return taken
+
+
+def test_top_k_keeps_exactly_the_k_largest():
+    logits = torch.tensor([0.5, 3.0, -1.0, 2.0, 2.5, 0.0])
+    assert kept(filter_logits(logits, params(top_k=3))) == {1, 3, 4}
+    assert kept(filter_logits(logits, params(top_k=1))) == {1}
+    assert kept(filter_logits(logits, params(top_k=10))) == set(range(6))
+
+
+@pytest.mark.parametrize("top_p, expected", [(0.4, {0}), (0.6, {0, 1}), (0.8, {0, 1, 2}), (0.95, {0, 1, 2, 3}),
+                                             (1.0, {0, 1, 2, 3})])
+def test_top_p_keeps_the_smallest_set_holding_the_mass(top_p, expected):
+    logits = torch.tensor([0.5, 0.25, 0.15, 0.1]).log()
+    assert kept(filter_logits(logits, params(top_p=top_p))) == expected
+
+
+@pytest.mark.parametrize("temperature", [0.3, 1.0, 5.0])
+@pytest.mark.parametrize("top_p", [0.1, 0.5, 0.9, 0.99])
+def test_top_p_matches_naive_reference_beyond_the_candidate_window(temperature, top_p):
+    """A flat distribution over many tokens needs more than TOP_P_CANDIDATES of them."""
+    g = torch.Generator().manual_seed(int(top_p * 100 + temperature * 10))
+    logits = torch.randn(4 * TOP_P_CANDIDATES, generator=g, dtype=torch.float64).float() * 0.5
+    probs = torch.softmax(logits.double() / temperature, dim=-1).tolist()
+    got = kept(filter_logits(logits, params(top_p=top_p, temperature=temperature)))
+    assert got == naive_top_p(probs, top_p)
+    if temperature >= 1 and top_p >= 0.5:
+        assert len(got) > TOP_P_CANDIDATES
+
+
+def test_min_p_keeps_tokens_at_least_that_fraction_of_the_most_likely():
+    logits = torch.tensor([0.4, 0.21, 0.1, 0.19, 0.1]).log()
+    assert kept(filter_logits(logits, params(min_p=0.5))) == {0, 1}
+    assert kept(filter_logits(logits, params(min_p=0.24))) == {0, 1, 2, 3, 4}
+    assert kept(filter_logits(logits, params(min_p=0.26))) == {0, 1, 3}
+
+
+def test_filters_apply_top_k_then_top_p_then_min_p():
+    logits = torch.tensor([0.30, 0.25, 0.20, 0.15, 0.10]).log()
+    # top-k 4 renormalizes to [.333, .278, .222, .167]; top-p 0.7 then keeps 3 of them; min-p 0.7 of .333 drops
+    # the third (.222 < .233).
+    assert kept(filter_logits(logits, params(top_k=4, top_p=0.7))) == {0, 1, 2}
+    assert kept(filter_logits(logits, params(top_k=4, top_p=0.7, min_p=0.7))) == {0, 1}
+
+
+def test_temperature_divides_the_kept_logits():
+    logits = torch.tensor([1.0, -2.0, 3.0])
+    assert torch.allclose(filter_logits(logits, params(temperature=0.5)), logits * 2)
+
+
+def test_repetition_penalty_divides_positive_and_multiplies_negative_seen_logits():
+    logits = torch.tensor([2.0, -2.0, 2.0, -2.0])
+    p = params(repetition_penalty=2.0)
+    history = TokenHistory([0, 1], vocab_size=4, params=p)
+    assert apply_penalties(logits, history, p).tolist() == [1.0, -4.0, 2.0, -2.0]
+
+
+def test_frequency_and_presence_penalties_count_only_the_continuation():
+    logits = torch.zeros(4)
+    p = params(frequency_penalty=0.5, presence_penalty=1.0)
+    history = TokenHistory([3, 3], vocab_size=4, params=p)  # the prompt does not count
+    for token in (1, 1, 1, 2):
+        history.add(token)
+    assert apply_penalties(logits, history, p).tolist() == [0.0, -2.5, -1.5, 0.0]
+
+
+def test_greedy_takes_the_argmax_after_penalties():
+    logits = torch.tensor([1.0, 3.0, 2.0])
+    p = SamplingParams(temperature=0, repetition_penalty=4.0)
+    assert sample_token(logits, TokenHistory([], 3, p), p, torch.Generator()) == 1
+    assert sample_token(logits, TokenHistory([1], 3, p), p, torch.Generator()) == 2
+
+
+def test_draws_follow_the_filtered_distribution_and_never_leave_it():
+    logits = torch.tensor([0.5, 0.3, 0.15, 0.05]).log()
+    p = params(top_p=0.9)  # keeps the first three: renormalized [0.526, 0.316, 0.158]
+    g = torch.Generator().manual_seed(0)
+    history = TokenHistory([], 4, p)
+    counts = torch.bincount(torch.tensor([sample_token(logits, history, p, g) for _ in range(6000)]), minlength=4)
+    freq = counts / counts.sum()
+    expected = torch.tensor([0.5, 0.3, 0.15, 0.0]) / 0.95
+    assert counts[3] == 0
+    assert torch.allclose(freq, expected, atol=0.025)
+
+
+def test_the_same_generator_seed_gives_the_same_draws():
+    logits = torch.randn(50)
+    p = SamplingParams()
+    draws = [
+        [sample_token(logits, TokenHistory([], 50, p), p, g) for _ in range(20)]
+        for g in (torch.Generator().manual_seed(7), torch.Generator().manual_seed(7))
+    ]
+    assert draws[0] == draws[1] and len(set(draws[0])) > 1
