@@ -71,7 +71,8 @@ def gpt_config(hf: dict[str, Any], source: str) -> GPTConfig:
     for name, (default, accepted) in SETTINGS.items():
         if hf.get(name, default) not in accepted:
             raise CheckpointError(
-                f"{source}: {name}={hf[name]!r} is not supported: rapgpt's GPT-2 needs {' or '.join(map(repr, accepted))}"
+                f"{source}: {name}={hf[name]!r} is not supported: rapgpt's GPT-2 needs "
+                f"{' or '.join(map(repr, accepted))}"
             )
     n_embd = hf.get("n_embd", GPTConfig.n_embd)
     if hf.get("n_inner") not in (None, 4 * n_embd):
@@ -105,7 +106,9 @@ def to_hf_state(model: GPT) -> dict[str, torch.Tensor]:
     return {k: v.contiguous() for k, v in {**state, **zero_biases}.items()}
 
 
-def from_hf_state(state: dict[str, torch.Tensor], config: GPTConfig, tied: bool, source: str) -> dict[str, torch.Tensor]:
+def from_hf_state(
+    state: dict[str, torch.Tensor], config: GPTConfig, tied: bool, source: str
+) -> dict[str, torch.Tensor]:
     """GPT-2 weights (from a GPT2LMHeadModel or a bare GPT2Model) as rapgpt's `GPT` loads them, in float32.
 
     Refuses missing, unexpected or misshapen tensors, and an output head that is not the token embedding.
@@ -158,6 +161,8 @@ def shortest_targets(layers: list[str], modules: list[str]) -> list[str]:
         parts = layer.split(".")
         for start in range(len(parts) - 1, -1, -1):
             suffix = ".".join(parts[start:])
+            if parts[start].isdigit():  # `h.1.mlp.c_fc` reads better than `1.mlp.c_fc`, which selects the same
+                continue
             if all(m in layers for m in modules if m == suffix or m.endswith("." + suffix)):
                 break
         if suffix not in targets:

@@ -9,7 +9,8 @@ An adapted token embedding (`wte`) needs one more setting. rapgpt's output head,
 its logits against the adapted matrix; a PEFT model adapts only the layers it targets, so its head would keep the
 base matrix and give other logits (until merged). The export therefore also targets `lm_head` with
 `ensure_weight_tying`, with which PEFT (0.18 and later) gives the head the embedding's own LoRA tensors, transposed,
-as rapgpt does. Older PEFT versions ignore the setting and leave the head unadapted.
+as rapgpt does; the head's tensors are saved as well, as PEFT saves them. Older PEFT versions ignore the setting
+and leave the head unadapted.
 """
 
 from __future__ import annotations
@@ -24,8 +25,16 @@ from rapgpt.errors import CheckpointError
 from rapgpt.fileio import atomic_write, atomic_write_json, staged_dir
 from rapgpt.interop.gpt2 import adaptable_modules, from_hf_state, shortest_targets, to_peft_key
 from rapgpt.interop.hf_import import read_hf_weights
-from rapgpt.lora import LoRAConfig, LoRAEmbedding, TiedLoRAHead, load_adapter, lora_layers, lora_state, \
-    read_adapter_config, recorded_base_run
+from rapgpt.lora import (
+    LoRAConfig,
+    LoRAEmbedding,
+    TiedLoRAHead,
+    load_adapter,
+    lora_layers,
+    lora_state,
+    read_adapter_config,
+    recorded_base_run,
+)
 from rapgpt.model import GPT
 
 PEFT_CONFIG = "adapter_config.json"
@@ -56,8 +65,11 @@ def save_peft(out_dir: Path, model: GPT, config: LoRAConfig, base_model: str | N
     """Write the adapted `model`'s LoRA tensors and `config` as PEFT's adapter_model.safetensors and
     adapter_config.json into `out_dir`."""
     embeddings = {name for name, layer in lora_layers(model).items() if isinstance(layer, LoRAEmbedding)}
+    lora = lora_state(model)
+    if isinstance(model.lm_head, TiedLoRAHead):  # the head's tensors, as PEFT saves them when tying the head
+        lora |= {"lm_head.lora_A": lora["transformer.wte.lora_B"].T, "lm_head.lora_B": lora["transformer.wte.lora_A"].T}
     state = {to_peft_key(name, name.rpartition(".")[0] in embeddings): tensor.contiguous()
-             for name, tensor in lora_state(model).items()}
+             for name, tensor in lora.items()}
     atomic_write(out_dir / PEFT_WEIGHTS, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
     atomic_write_json(out_dir / PEFT_CONFIG, peft_config(model, config, base_model))
 
