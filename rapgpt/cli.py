@@ -124,6 +124,25 @@ def _add_export(sub) -> None:
     p.set_defaults(handler=handler)
 
 
+def _add_import_peft(sub) -> None:
+    p = _command(
+        sub, "import-peft", "Turn a PEFT LoRA adapter for GPT-2 into a rapgpt adapter.",
+        "Convert a PEFT LoRA adapter directory (adapter_config.json, adapter_model.safetensors) trained on a GPT-2 "
+        "model into a rapgpt adapter on the rapgpt run holding that model's weights (see `rapgpt import-hf`).",
+    )
+    p.add_argument("peft_dir", metavar="DIR", help="the PEFT adapter directory")
+    p.add_argument("--base", required=True, metavar="RUN", help="the run holding the weights the adapter adapts")
+    p.add_argument("--out", required=True, metavar="RUN2", help="the adapter directory to create")
+    p.add_argument("--force", action="store_true", help="replace RUN2 if it exists")
+
+    def handler(args: argparse.Namespace) -> None:
+        from rapgpt.interop.peft_import import import_peft
+
+        print(f"imported {args.peft_dir} -> {import_peft(args.peft_dir, args.base, args.out, force=args.force)}")
+
+    p.set_defaults(handler=handler)
+
+
 def _add_prepare(sub) -> None:
     from rapgpt.data.clean import CleanOptions
     from rapgpt.data.readers import FORMATS
@@ -245,6 +264,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_prepare,
     _add_import_hf,
     _add_export,
+    _add_import_peft,
     _add_merge,
 ]
 
