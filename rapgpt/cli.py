@@ -94,20 +94,53 @@ def _add_export(sub) -> None:
     from rapgpt.interop import EXPORT_FORMATS
 
     p = _command(
-        sub, "export", "Export a run for other tools (Hugging Face transformers).",
+        sub, "export", "Export a run or a LoRA adapter for other tools (Hugging Face transformers, PEFT).",
         "Write a run in a format other tools load. hf: a directory that transformers' "
         "AutoModelForCausalLM.from_pretrained and AutoTokenizer.from_pretrained load offline, with a model card: "
-        "the GPT-2 checkpoint format that vLLM, TGI and llama.cpp's converter read.",
+        "the GPT-2 checkpoint format that vLLM, TGI and llama.cpp's converter read (a fine-tuned model: "
+        "RUN --adapter RUN2 --merge). peft: a LoRA adapter RUN2 as a PEFT adapter directory, which "
+        "peft.PeftModel.from_pretrained loads onto the base run's hf export.",
     )
-    p.add_argument("run", metavar="RUN", help="the run directory to export")
+    p.add_argument("run", metavar="RUN",
+                   help="the run directory to export; with --format peft, the adapter directory (or, with --adapter, "
+                        "its base run)")
     p.add_argument("--format", default="hf", choices=EXPORT_FORMATS, help="the format to write")
     p.add_argument("--out", required=True, metavar="DIR", help="the directory to create")
+    p.add_argument("--adapter", metavar="RUN2",
+                   help="a LoRA adapter directory trained on RUN: merged into it (hf, with --merge) or exported (peft)")
+    p.add_argument("--merge", action="store_true", help="fold --adapter into RUN's weights (--format hf)")
+    p.add_argument("--base", metavar="RUN",
+                   help="--format peft: the base run the adapter was trained on; omitted: the one the adapter records")
+    p.add_argument("--base-model", metavar="PATH",
+                   help="--format peft: the base model adapter_config.json names (base_model_name_or_path), usually "
+                        "the base run's --format hf export, which is then checked to hold the base's weights")
     p.add_argument("--force", action="store_true", help="replace DIR if it exists")
 
     def handler(args: argparse.Namespace) -> None:
         from rapgpt.interop import export
 
-        print(f"exported {args.run} -> {export(args.run, args.out, args.format, force=args.force)} ({args.format})")
+        out = export(args.run, args.out, args.format, adapter=args.adapter, merge=args.merge, base=args.base,
+                     base_model=args.base_model, force=args.force)
+        print(f"exported {args.adapter or args.run} -> {out} ({args.format}{', merged' if args.merge else ''})")
+
+    p.set_defaults(handler=handler)
+
+
+def _add_import_peft(sub) -> None:
+    p = _command(
+        sub, "import-peft", "Turn a PEFT LoRA adapter for GPT-2 into a rapgpt adapter.",
+        "Convert a PEFT LoRA adapter directory (adapter_config.json, adapter_model.safetensors) trained on a GPT-2 "
+        "model into a rapgpt adapter on the rapgpt run holding that model's weights (see `rapgpt import-hf`).",
+    )
+    p.add_argument("peft_dir", metavar="DIR", help="the PEFT adapter directory")
+    p.add_argument("--base", required=True, metavar="RUN", help="the run holding the weights the adapter adapts")
+    p.add_argument("--out", required=True, metavar="RUN2", help="the adapter directory to create")
+    p.add_argument("--force", action="store_true", help="replace RUN2 if it exists")
+
+    def handler(args: argparse.Namespace) -> None:
+        from rapgpt.interop.peft_import import import_peft
+
+        print(f"imported {args.peft_dir} -> {import_peft(args.peft_dir, args.base, args.out, force=args.force)}")
 
     p.set_defaults(handler=handler)
 
@@ -341,6 +374,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_serve,
     _add_import_hf,
     _add_export,
+    _add_import_peft,
 ]
 
 

@@ -5,6 +5,8 @@
     hf_export.py     `rapgpt export --format hf`: a run -> a directory that `transformers` loads
     hf_tokenizer.py  the tokenizer files of that directory
     model_card.py    its README.md
+    peft_export.py   `rapgpt export --format peft`: a LoRA adapter -> a PEFT adapter directory
+    peft_import.py   `rapgpt import-peft`: a PEFT LoRA adapter for GPT-2 -> a rapgpt adapter
 
 This module imports nothing heavy, so that the command line can list the formats quickly.
 """
@@ -15,13 +17,35 @@ from pathlib import Path
 
 from rapgpt.errors import ConfigError
 
-EXPORT_FORMATS = ("hf",)
+EXPORT_FORMATS = ("hf", "peft")
 
 
-def export(run: str | Path, out_dir: str | Path, format: str = "hf", *, force: bool = False) -> Path:
-    """Export the run directory `run` to `out_dir` in `format` (one of `EXPORT_FORMATS`) and return `out_dir`."""
+def export(
+    run: str | Path, out_dir: str | Path, format: str = "hf", *, adapter: str | Path | None = None,
+    merge: bool = False, base: str | Path | None = None, base_model: str | None = None, force: bool = False,
+) -> Path:
+    """Export to `out_dir` in `format` (one of `EXPORT_FORMATS`) and return `out_dir`.
+
+    hf: the run directory `run`, or with `adapter` and `merge` that run with the adapter merged into it.
+    peft: the adapter directory `run` (trained on `base`, by default the base run it records), or the adapter
+    `adapter` trained on the run `run`; `base_model` is the base that adapter_config.json names.
+    """
     if format == "hf":
+        if base is not None or base_model is not None:
+            raise ConfigError("--base and --base-model name the base of an adapter exported with --format peft; "
+                              "with --format hf, RUN is the model exported (and --adapter the adapter merged into it)")
         from rapgpt.interop.hf_export import export_hf
 
-        return export_hf(run, out_dir, force=force)
+        return export_hf(run, out_dir, adapter=adapter, merge=merge, force=force)
+    if format == "peft":
+        if merge:
+            raise ConfigError("--merge gives a plain model, not an adapter: use --format hf with --merge, or drop "
+                              "--merge to export the adapter for PEFT")
+        if adapter is not None:
+            if base is not None:
+                raise ConfigError("RUN is the base when --adapter is given: drop --base or --adapter")
+            run, base = adapter, run
+        from rapgpt.interop.peft_export import export_peft
+
+        return export_peft(run, out_dir, base, base_model=base_model, force=force)
     raise ConfigError(f"unknown export format {format!r}: choose one of {', '.join(EXPORT_FORMATS)}")

@@ -8,6 +8,7 @@ Both tie the output head to the token embedding and store it once.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -70,7 +71,8 @@ def gpt_config(hf: dict[str, Any], source: str) -> GPTConfig:
     for name, (default, accepted) in SETTINGS.items():
         if hf.get(name, default) not in accepted:
             raise CheckpointError(
-                f"{source}: {name}={hf[name]!r} is not supported: rapgpt's GPT-2 needs {' or '.join(map(repr, accepted))}"
+                f"{source}: {name}={hf[name]!r} is not supported: rapgpt's GPT-2 needs "
+                f"{' or '.join(map(repr, accepted))}"
             )
     n_embd = hf.get("n_embd", GPTConfig.n_embd)
     if hf.get("n_inner") not in (None, 4 * n_embd):
@@ -104,7 +106,9 @@ def to_hf_state(model: GPT) -> dict[str, torch.Tensor]:
     return {k: v.contiguous() for k, v in {**state, **zero_biases}.items()}
 
 
-def from_hf_state(state: dict[str, torch.Tensor], config: GPTConfig, tied: bool, source: str) -> dict[str, torch.Tensor]:
+def from_hf_state(
+    state: dict[str, torch.Tensor], config: GPTConfig, tied: bool, source: str
+) -> dict[str, torch.Tensor]:
     """GPT-2 weights (from a GPT2LMHeadModel or a bare GPT2Model) as rapgpt's `GPT` loads them, in float32.
 
     Refuses missing, unexpected or misshapen tensors, and an output head that is not the token embedding.
@@ -122,3 +126,52 @@ def from_hf_state(state: dict[str, torch.Tensor], config: GPTConfig, tied: bool,
             "as GPT-2 does, so it cannot import this model"
         )
     return {k: v.to(torch.float32).contiguous() for k, v in swap_conv1d(state).items()}
+
+
+# PEFT LoRA adapters. PEFT keeps a layer's tensors under the layer's name inside `PeftModel`
+# (`base_model.model.` + the GPT2LMHeadModel name, which is rapgpt's name), in `lora_A.weight`/`lora_B.weight` for
+# Linear and Conv1D layers and in `lora_embedding_A`/`lora_embedding_B` for embeddings. The tensors themselves are
+# laid out alike on both sides, Conv1D included: PEFT reads a Conv1D's in and out features from its (in, out)
+# weight, keeps A as (r, in) and B as (out, r), and adds B A x to the output; it transposes only the merged
+# update (fan_in_fan_out), which rapgpt never exchanges.
+PEFT_PREFIX = "base_model.model."
+PEFT_KEY = re.compile(r"base_model\.model\.(?P<layer>.+)\.(?:lora_(?P<ab>[AB])\.weight|lora_embedding_(?P<emb>[AB]))")
+
+
+def to_peft_key(name: str, embedding: bool) -> str:
+    """PEFT's key of a rapgpt LoRA tensor, e.g. `transformer.h.0.attn.c_attn.lora_A` (embedding: its `wte`)."""
+    layer, _, leaf = name.rpartition(".")
+    return f"{PEFT_PREFIX}{layer}.{'lora_embedding_' + leaf[-1] if embedding else leaf + '.weight'}"
+
+
+def from_peft_key(key: str) -> tuple[str, bool] | None:
+    """The rapgpt name of a PEFT LoRA tensor and whether it belongs to an embedding, or None for other keys."""
+    m = PEFT_KEY.fullmatch(key)
+    if m is None:
+        return None
+    return f"{m['layer']}.lora_{m['ab'] or m['emb']}", m["emb"] is not None
+
+
+def shortest_targets(layers: list[str], modules: list[str]) -> list[str]:
+    """The shortest name suffixes that together select exactly `layers` among `modules`, as both rapgpt's and
+    PEFT's target patterns select (a name or a dotted suffix of it): `c_proj` for every attention and MLP
+    projection of that name, `attn.c_proj` when only the attention's is adapted."""
+    targets: list[str] = []
+    for layer in layers:
+        parts = layer.split(".")
+        for start in range(len(parts) - 1, -1, -1):
+            suffix = ".".join(parts[start:])
+            if parts[start].isdigit():  # `h.1.mlp.c_fc` reads better than `1.mlp.c_fc`, which selects the same
+                continue
+            if all(m in layers for m in modules if m == suffix or m.endswith("." + suffix)):
+                break
+        if suffix not in targets:
+            targets.append(suffix)
+    return targets
+
+
+def adaptable_modules(config: GPTConfig) -> list[str]:
+    """The names of every Linear and Embedding layer of a model of this size, the output head included."""
+    with torch.device("meta"):
+        model = GPT(config)
+    return [name for name, m in model.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Embedding))]

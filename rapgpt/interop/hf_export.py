@@ -3,6 +3,7 @@
 The directory holds config.json and model.safetensors for `AutoModelForCausalLM.from_pretrained`, the tokenizer
 files for `AutoTokenizer.from_pretrained` (see `rapgpt.interop.hf_tokenizer`) and a model card, README.md: the
 Hugging Face GPT-2 checkpoint format, which serving tools such as vLLM and TGI, and llama.cpp's converter, read.
+A fine-tuned model is exported with its LoRA adapter merged into the weights, the form those tools serve.
 """
 
 from __future__ import annotations
@@ -14,19 +15,30 @@ from safetensors.torch import save_file
 
 from rapgpt.checkpoint import load_run
 from rapgpt.data.tokenizer import Tokenizer
-from rapgpt.errors import CheckpointError
+from rapgpt.errors import CheckpointError, ConfigError
 from rapgpt.fileio import atomic_write_bytes, atomic_write_json, staged_dir
 from rapgpt.interop.gpt2 import hf_config, to_hf_state
 from rapgpt.interop.hf_tokenizer import save_hf_tokenizer
 from rapgpt.interop.model_card import model_card
+from rapgpt.lora import load_adapted_run
 from rapgpt.model import GPT
 
 
-def export_hf(run: str | Path, out_dir: str | Path, *, force: bool = False) -> Path:
-    """Export the run directory `run` to the Hugging Face directory `out_dir` and return its path."""
+def export_hf(
+    run: str | Path, out_dir: str | Path, *, adapter: str | Path | None = None, merge: bool = False,
+    force: bool = False,
+) -> Path:
+    """Export the run directory `run` to the Hugging Face directory `out_dir` and return its path; with `adapter`
+    and `merge`, the run with that LoRA adapter merged into its weights."""
+    if adapter is not None and not merge:
+        raise ConfigError("a Hugging Face model directory holds no separate adapter: pass --merge to fold the adapter "
+                          "into the exported weights, or export the adapter itself with --format peft")
     run, out_dir = Path(run), Path(out_dir)
-    with staged_dir(out_dir, force, CheckpointError, keep=[run]) as tmp:
-        model, tokenizer, run_config = load_run(run)
+    with staged_dir(out_dir, force, CheckpointError, keep=[run] + ([adapter] if adapter is not None else [])) as tmp:
+        if adapter is None:
+            model, tokenizer, run_config = load_run(run)
+        else:
+            model, tokenizer, run_config = load_adapted_run(run, adapter, merge=True)
         save_hf(tmp, model, tokenizer, run_config, run)
     return out_dir
 

@@ -24,7 +24,10 @@ from rapgpt.fileio import read_json, staged_dir
 from rapgpt.interop.gpt2 import from_hf_state, gpt_config
 
 # Weight files in the order transformers prefers them: (single file, index of shards).
-WEIGHT_FILES = (("model.safetensors", "model.safetensors.index.json"), ("pytorch_model.bin", "pytorch_model.bin.index.json"))
+WEIGHT_FILES = (
+    ("model.safetensors", "model.safetensors.index.json"),
+    ("pytorch_model.bin", "pytorch_model.bin.index.json"),
+)
 
 
 def import_hf(hf_dir: str | Path, out_run: str | Path, *, force: bool = False) -> Path:

@@ -30,7 +30,9 @@ def save_hf_tokenizer(out_dir: Path, tokenizer: Tokenizer, max_length: int) -> N
         atomic_write_json(out_dir / "tokenizer.json", char_tokenizer_json(tokenizer))
         config = {"tokenizer_class": "PreTrainedTokenizerFast", **settings, "unk_token": CharTokenizer.UNKNOWN_TEXT}
     else:
-        raise TokenizerError(f"no Hugging Face form for the {tokenizer.kind!r} tokenizer: export supports gpt2 and char")
+        raise TokenizerError(
+            f"no Hugging Face form for the {tokenizer.kind!r} tokenizer: export supports gpt2 and char"
+        )
     atomic_write_json(out_dir / "tokenizer_config.json", config)
 
 

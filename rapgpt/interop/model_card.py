@@ -37,7 +37,7 @@ def model_card(run_dir: Path, run_config: dict[str, Any], model: GPT, tokenizer:
         "---\nlibrary_name: transformers\npipeline_tag: text-generation\ntags:\n- rapgpt\n- gpt2\n- lyrics\n---",
         f"# {run_dir.resolve().name}",
         "A GPT-2 language model for song lyrics made with rapgpt and exported for Hugging Face `transformers`."
-        + imported_note(run_config),
+        + imported_note(run_config) + merged_note(run_config),
         "## Model\n\n" + table({
             "architecture": "GPT2LMHeadModel (output head tied to the token embedding)",
             "layers": c.n_layer, "heads": c.n_head, "width": c.n_embd, "context (tokens)": c.block_size,
@@ -57,6 +57,15 @@ def imported_note(run_config: dict[str, Any]) -> str:
     if isinstance(source, dict) and "path" in source:
         return f" Its weights were imported from the Hugging Face checkpoint at `{source['path']}`."
     return ""
+
+
+def merged_note(run_config: dict[str, Any]) -> str:
+    """What `load_adapted_run` records of an adapter merged into the exported weights."""
+    lora = (run_config.get("adapter") or {}).get("lora")
+    if not isinstance(lora, dict):
+        return ""
+    targets = ", ".join(f"`{t}`" for t in lora.get("targets", []))
+    return f" A LoRA adapter (rank {lora.get('rank')}, on {targets}) is merged into its weights."
 
 
 def describe(tokenizer: Tokenizer) -> str:

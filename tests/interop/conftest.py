@@ -11,6 +11,7 @@ import transformers
 
 from rapgpt.checkpoint import save_run
 from rapgpt.data.tokenizer import CharTokenizer, GPT2Tokenizer, Tokenizer
+from rapgpt.lora import LoRAConfig, apply_lora, lora_state, save_adapter
 from rapgpt.model import GPT, GPTConfig
 
 
@@ -60,5 +61,24 @@ def make_run() -> Callable[..., GPT]:
         model = _randomize(GPT(config), seed)
         save_run(run_dir, model, tokenizer)
         return model
+
+    return make
+
+
+@pytest.fixture
+def make_adapter(make_run) -> Callable[..., GPT]:
+    """Save a base run (char tokenizer) in `tmp/base` and a LoRA adapter with random, non-zero tensors trained on it
+    in `tmp/adapter`; returns the adapted model (in eval mode)."""
+
+    def make(tmp: Path, targets: tuple[str, ...], record_base: bool = True, seed: int = 0) -> GPT:
+        model = make_run(tmp / "base", CharTokenizer.from_texts(["Rhymes on the 9 train, ok?\n"]), seed=seed)
+        config = LoRAConfig(rank=4, alpha=6.0, targets=targets)
+        apply_lora(model, config)
+        g = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            for tensor in lora_state(model).values():
+                tensor.copy_(torch.randn(tensor.shape, generator=g) * 0.2)
+        save_adapter(tmp / "adapter", model, config, tmp / "base" if record_base else None)
+        return model.eval()
 
     return make

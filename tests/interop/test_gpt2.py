@@ -3,7 +3,17 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from rapgpt.errors import CheckpointError
-from rapgpt.interop.gpt2 import from_hf_state, gpt_config, hf_config, swap_conv1d, to_hf_state
+from rapgpt.interop.gpt2 import (
+    adaptable_modules,
+    from_hf_state,
+    from_peft_key,
+    gpt_config,
+    hf_config,
+    shortest_targets,
+    swap_conv1d,
+    to_hf_state,
+    to_peft_key,
+)
 from rapgpt.model import GPT, GPTConfig
 
 CONFIG = GPTConfig(vocab_size=70, block_size=24, n_layer=2, n_head=4, n_embd=32, dropout=0.1)
@@ -103,3 +113,22 @@ def test_missing_unexpected_and_misshapen_tensors_are_refused():
     with pytest.raises(CheckpointError, match=r"c_fc.weight has shape \(128, 32\)"):
         bad = {**state, "transformer.h.0.mlp.c_fc.weight": state["transformer.h.0.mlp.c_fc.weight"].t()}
         from_hf_state(bad, CONFIG, True, "test")
+
+
+def test_shortest_targets_select_exactly_the_adapted_layers():
+    modules = adaptable_modules(CONFIG)
+    proj = [f"transformer.h.{i}.{m}.c_proj" for i in range(2) for m in ("attn", "mlp")]
+    assert shortest_targets(proj + ["transformer.wte"], modules) == ["c_proj", "wte"]
+    assert shortest_targets(proj[::2], modules) == ["attn.c_proj"]
+    assert shortest_targets(["transformer.h.1.mlp.c_fc"], modules) == ["h.1.mlp.c_fc"]
+
+
+@pytest.mark.parametrize("name, embedding, key", [
+    ("transformer.h.0.attn.c_attn.lora_A", False, "base_model.model.transformer.h.0.attn.c_attn.lora_A.weight"),
+    ("transformer.h.1.mlp.c_proj.lora_B", False, "base_model.model.transformer.h.1.mlp.c_proj.lora_B.weight"),
+    ("transformer.wte.lora_A", True, "base_model.model.transformer.wte.lora_embedding_A"),
+])
+def test_peft_keys_map_both_ways(name, embedding, key):
+    assert to_peft_key(name, embedding) == key
+    assert from_peft_key(key) == (name, embedding)
+    assert from_peft_key(key.replace("lora_", "lora_magnitude_")) is None

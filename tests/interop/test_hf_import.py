@@ -62,7 +62,8 @@ def test_half_precision_checkpoint_imports_as_float32(tmp_path, hf_gpt2):
     save_file(state, str(tmp_path / "hf" / "model.safetensors"))
     model, _, _ = load_run(import_hf(tmp_path / "hf", tmp_path / "run"))
     assert model.transformer.h[0].attn.c_attn.weight.dtype == torch.float32
-    assert torch.equal(model.transformer.h[0].attn.c_attn.weight, state["transformer.h.0.attn.c_attn.weight"].float().t())
+    expected = state["transformer.h.0.attn.c_attn.weight"].float().t()
+    assert torch.equal(model.transformer.h[0].attn.c_attn.weight, expected)
 
 
 @pytest.fixture

@@ -53,7 +53,8 @@ def exported_pair(tmp_path_factory):
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=60).filter(lambda t: EOT_TEXT not in t))
+@given(text=st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=60).filter(
+    lambda t: EOT_TEXT not in t))
 def test_exported_tokenizers_agree_on_arbitrary_text(exported_pair, text):
     for tokenizer, hf in exported_pair:
         assert_same_ids(hf, tokenizer, text)

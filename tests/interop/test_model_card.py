@@ -14,7 +14,8 @@ def test_card_states_data_statistics_training_settings_and_metrics(tmp_path, mak
     config |= {"data": {"path": str(dataset), "artist": "Invented MC"}, "train_config": {"lr": 0.001, "batch_size": 16},
                "step": 2000}
     (tmp_path / "run" / "config.json").write_text(json.dumps(config))
-    records = [{"step": s, "train_loss": 3.0 - s / 1000, "val_loss": v} for s, v in ((0, 4.2), (1000, 1.734567), (2000, 1.9))]
+    records = [{"step": s, "train_loss": 3.0 - s / 1000, "val_loss": v}
+               for s, v in ((0, 4.2), (1000, 1.734567), (2000, 1.9))]
     lines = [json.dumps(r) for r in records] + ['{"step": 30']  # a last line cut short by a crash
     (tmp_path / "run" / "metrics.jsonl").write_text("\n".join(lines))
 
