@@ -47,7 +47,7 @@ def test_prepared_dataset_decodes_back_to_the_cleaned_songs(tmp_path):
     ds = run(corpus, tmp_path / "ds", val_fraction=0.25, seed=3)
     songs = {s.title: text for split in ("train", "val") for s, text in zip(ds.songs(split), decoded_songs(ds, split))}
     assert len(songs) == 24
-    for a, artist in enumerate(ARTISTS):
+    for a in range(len(ARTISTS)):
         for s in range(8):
             assert songs[f"Song {100 * a + s}"] == invented_song(100 * a + s)  # noise gone, text intact
     stats, meta = ds.meta["stats"], ds.meta

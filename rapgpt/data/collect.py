@@ -179,7 +179,9 @@ class GeniusClient:
                 problem = _problem(e, policy.timeout)
             if attempt < policy.retries:
                 delay = max(retry_after, min(policy.backoff * 2**attempt, policy.max_backoff))
-                tqdm.write(f"{problem} from {url}; retry {attempt + 1}/{policy.retries} in {delay:.1f}s", file=sys.stderr)
+                tqdm.write(
+                    f"{problem} from {url}; retry {attempt + 1}/{policy.retries} in {delay:.1f}s", file=sys.stderr
+                )
                 time.sleep(delay)
         hint = "the server keeps failing, try again later" if answered else "check the network connection"
         raise NetworkError(f"{url} failed {policy.retries + 1} times, last with {problem}: {hint}; running the same "

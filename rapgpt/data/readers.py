@@ -348,7 +348,8 @@ def _open(path: Path):
 
 
 def _checked_rows(rows: Iterable, path: Path) -> Iterator:
-    """Non-empty rows of a CSV reader (or lines of a file), turning a decoding or CSV error into a DataError that names the file."""
+    """Non-empty rows of a CSV reader (or lines of a file), turning a decoding or CSV error into a DataError that
+    names the file."""
     try:
         for row in rows:
             if row:
