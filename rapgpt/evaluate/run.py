@@ -1,0 +1,135 @@
+"""`rapgpt eval`: generate from a model (and an adapter), score the generations, write the report.
+
+Generation is the one step that touches the models: `generate_texts` calls the project's sampler. Everything
+after it works from texts (`rapgpt.evaluate.scoring`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections import Counter
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+
+from rapgpt.checkpoint import load_run
+from rapgpt.data.dataset import TokenDataset
+from rapgpt.data.tokenizer import Tokenizer
+from rapgpt.errors import ConfigError
+from rapgpt.evaluate.embed import Embedder
+from rapgpt.evaluate.intrinsic import intrinsic, token_stream
+from rapgpt.evaluate.originality import NgramIndex
+from rapgpt.evaluate.references import dataset_songs
+from rapgpt.evaluate.report import write_report
+from rapgpt.evaluate.scoring import score_generations
+from rapgpt.model import GPT
+
+
+def read_prompts(path: str | Path | None = None) -> list[str]:
+    """Prompts from a file, one per line (blank lines and # comments skipped); the shipped set by default."""
+    if path is None:
+        text = (resources.files("rapgpt.evaluate") / "prompts.txt").read_text(encoding="utf-8")
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"prompts file not found: {path} (one prompt per line)")
+        text = path.read_text(encoding="utf-8")
+    prompts = [line.strip() + "\n" for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    if not prompts:
+        raise ConfigError(f"no prompts in {path}: write one prompt per line")
+    return prompts
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rapgpt"
+
+
+def training_index(dataset: TokenDataset, cache_dir: Path) -> NgramIndex:
+    """The n-gram index of the dataset's training text, built once and kept in the cache directory."""
+    key = hashlib.sha256(str(dataset.path.resolve()).encode() + (dataset.path / "meta.json").read_bytes())
+    key.update(str((dataset.path / "train.bin").stat().st_mtime_ns).encode())
+    path = cache_dir / f"ngrams-{key.hexdigest()[:16]}.npy"
+    if path.is_file():
+        return NgramIndex.load(path)
+    index = NgramIndex.build((s.text for s in dataset_songs(dataset, "train")), progress=True)
+    index.save(path)
+    return index
+
+
+def generate_texts(
+    model: GPT, tokenizer: Tokenizer, prompts: list[str], num_samples: int, max_new_tokens: int, seed: int
+) -> list[list[str]]:
+    """`num_samples` continuations per prompt, with the project's sampler; sample i of every model uses seed + i."""
+    from rapgpt.generate import SamplingParams, generate
+
+    out: list[list[str]] = [[] for _ in prompts]
+    for i in range(num_samples):
+        for texts, completion in zip(out, generate(model, tokenizer, prompts, SamplingParams(max_new_tokens=max_new_tokens, seed=seed + i))):
+            texts.append(completion.text)
+    return out
+
+
+def load_adapted(model_run: str | Path, adapter_run: str | Path, device: str) -> tuple[GPT, Tokenizer]:
+    from rapgpt.lora import load_adapted_run
+
+    model, tokenizer, _ = load_adapted_run(model_run, adapter_run, merge=True)
+    return model.to(device).eval(), tokenizer
+
+
+def evaluate(
+    model: str | Path,
+    data: str | Path,
+    out: str | Path,
+    adapter: str | Path | None = None,
+    artist: str | None = None,
+    prompts: str | Path | None = None,
+    embedder: str | Path | None = None,
+    num_samples: int = 5,
+    max_new_tokens: int = 256,
+    chunk_lines: int = 8,
+    intrinsic_tokens: int = 16384,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    device: str = "cpu",
+) -> Path:
+    """Evaluate a model run (and an adapter on it) against a prepared dataset; write the report into `out`."""
+    if num_samples < 1 or max_new_tokens < 1 or chunk_lines < 1 or intrinsic_tokens < 0:
+        raise ConfigError("--num-samples, --max-new-tokens and --chunk-lines must be positive")
+    dataset = TokenDataset(data)
+    prompt_list = read_prompts(prompts)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    if artist is None:
+        artist = Counter(s.artist for s in dataset.songs()).most_common(1)[0][0]
+        print(f"--artist not given: evaluating against {artist}, who has the most songs in {data}", file=sys.stderr)
+    runs = {"base": str(model), **({"adapter": str(adapter)} if adapter else {})}
+    loaded = {"base": load_run(model, device)[:2]}
+    if adapter:
+        loaded["adapter"] = load_adapted(model, adapter, device)
+
+    scores: dict[str, dict] = {}
+    generations: dict[str, list[list[str]]] = {}
+    for name, (net, tokenizer) in loaded.items():
+        if tokenizer == dataset.tokenizer:
+            scores[name] = {"val": asdict(intrinsic(net, tokenizer, token_stream(dataset, "val"), intrinsic_tokens))}
+            if dataset.songs("val", artist):
+                stream = token_stream(dataset, "val", artist)
+                scores[name][f"val, {artist}"] = asdict(intrinsic(net, tokenizer, stream, intrinsic_tokens))
+        print(f"generating {num_samples} x {len(prompt_list)} samples with {name}", file=sys.stderr)
+        generations[name] = generate_texts(net, tokenizer, prompt_list, num_samples, max_new_tokens, seed)
+
+    report = score_generations(
+        prompt_list,
+        generations,
+        dataset_songs(dataset),
+        artist,
+        Embedder(embedder, cache_dir=cache),
+        training_index(dataset, cache),
+        chunk_lines=chunk_lines,
+        seed=seed,
+    )
+    report["runs"] = {**runs, "data": str(data)}
+    if scores:
+        report["intrinsic"] = scores
+    return write_report(report, out)
