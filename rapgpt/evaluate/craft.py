@@ -2,7 +2,7 @@
 
 Rhyme density follows Malmi et al., "DopeLearning" (KDD 2016): the lyric becomes a sequence of vowel phonemes
 (consonants are ignored, since rappers rhyme on vowels); for each word, the rhyme length is the longest run of
-vowels ending at that word which also ends at one of the previous `lookback` words (a different word, not
+vowels ending at that word which also ends at one of the previous 15 words (a different word, not
 overlapping), where a run of one vowel does not count; rhyme density is the mean over the words. Repeated lines
 are dropped first, so that a chorus does not rhyme with itself.
 
@@ -25,7 +25,7 @@ import pronouncing
 
 from rapgpt.evaluate.text import lyric_lines, words
 
-LOOKBACK = 10  # previous words searched for a rhyme, as in the authors' Raplyzer
+LOOKBACK = 15  # previous words searched for a rhyme: about a line and a half (the authors' Raplyzer uses 10)
 VOWEL_DIGRAPHS = {
     "ee": "IY", "ea": "IY", "ie": "IY", "ey": "IY", "ei": "EY", "ai": "EY", "ay": "EY", "oa": "OW", "oe": "OW",
     "oo": "UW", "ou": "AW", "ow": "OW", "oi": "OY", "oy": "OY", "au": "AO", "aw": "AO", "ue": "UW", "ew": "UW",

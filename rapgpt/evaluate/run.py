@@ -96,7 +96,7 @@ def evaluate(
 ) -> Path:
     """Evaluate a model run (and an adapter on it) against a prepared dataset; write the report into `out`."""
     if num_samples < 1 or max_new_tokens < 1 or chunk_lines < 1 or intrinsic_tokens < 0:
-        raise ConfigError("--num-samples, --max-new-tokens and --chunk-lines must be positive")
+        raise ConfigError("--num-samples, --max-new-tokens and --chunk-lines must be positive, --intrinsic-tokens >= 0")
     dataset = TokenDataset(data)
     prompt_list = read_prompts(prompts)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
