@@ -40,7 +40,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--num-samples", type=int, default=5, help="samples per prompt and model")
     p.add_argument("--max-new-tokens", type=int, default=256, help="tokens generated per sample")
     p.add_argument("--chunk-lines", type=int, default=8, help="lines per chunk compared (fewer if samples are shorter)")
-    p.add_argument("--intrinsic-tokens", type=int, default=16384, help="tokens scored for loss and perplexity")
+    p.add_argument("--intrinsic-tokens", type=int, default=16384, help="tokens scored for loss and perplexity (0: skip)")
     p.add_argument("--seed", type=int, default=0, help="seed of sample i is seed + i, the same for every model")
     p.add_argument("--cache-dir", help="where embeddings and n-gram indexes are kept (default: ~/.cache/rapgpt)")
     p.add_argument("--device", default="cpu", help="torch device for the models")

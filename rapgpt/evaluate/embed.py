@@ -48,7 +48,13 @@ def _text_key(text: str) -> str:
 class Embedder:
     """Encodes texts to unit vectors, so that a dot product is the cosine similarity."""
 
-    def __init__(self, model_dir: str | Path | None = None, cache_dir: str | Path | None = None, batch_size: int = 32):
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        cache_dir: str | Path | None = None,
+        batch_size: int = 32,
+        progress: bool = False,
+    ):
         self.model_dir = Path(model_dir) if model_dir else default_encoder_dir()
         if not (self.model_dir / "config.json").is_file():
             raise ConfigError(
@@ -57,6 +63,7 @@ class Embedder:
             )
         self.name = self.model_dir.name if model_dir else "all-MiniLM-L6-v2"
         self.batch_size = batch_size
+        self.progress = progress
         self.sentence_transformers = (self.model_dir / "modules.json").is_file()
         self.cache_file = Path(cache_dir) / f"embeddings-{_fingerprint(self.model_dir)}.npz" if cache_dir else None
         self._cache: dict[str, np.ndarray] | None = None
@@ -99,7 +106,7 @@ class Embedder:
             return self._model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True)
         return mean_pooled(*self._model, texts, self.batch_size)
 
-    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), dim) float32 unit vectors; texts seen before (here or in the disk cache) are not re-run."""
         cache = self._load_cache()
         keys = [_text_key(t) for t in texts]
@@ -107,7 +114,7 @@ class Embedder:
         if new:
             todo = list(new.items())
             step = self.batch_size * 8  # a progress bar that moves, and a cache saved only once at the end
-            for i in tqdm(range(0, len(todo), step), desc=f"embedding ({self.name})", disable=not progress):
+            for i in tqdm(range(0, len(todo), step), desc=f"embedding ({self.name})", disable=not self.progress):
                 part = todo[i : i + step]
                 for (k, _), v in zip(part, self._encode_new([t for _, t in part])):
                     cache[k] = np.asarray(v, dtype=np.float32)

@@ -20,84 +20,120 @@ def _short(text: str, width: int = 60) -> str:
     return one_line if len(one_line) <= width else one_line[: width - 1] + "…"
 
 
-def _headline(report: dict[str, Any]) -> str:
+CRAFT = ("rhyme_density", "end_rhyme_rate", "distinct_1", "distinct_2", "repetition_rate", "words_per_line",
+         "syllables_per_line")  # fmt: skip
+
+
+def _real(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The calibration rows: real songs of the artist (held out from the classifier) and of the others."""
+    cal = report["calibration"]
+    return {f"real {report['artist']} (held out)": cal["target_heldout"], "real, other artists": cal["other_artists"]}
+
+
+def _summary(report: dict[str, Any]) -> list[Block]:
     artist, cal, models = report["artist"], report["calibration"], report["models"]
     figures = " -> ".join(f"{m} {_f(models[m]['summary']['probability'], 2)}" for m in models)
-    return (
+    headline = (
         f"Probability that a generation is {artist}'s (style classifier, mean over samples): {figures}; "
         f"real held-out songs by {artist}: {_f(cal['target_heldout']['probability'], 2)}, "
         f"other artists' real songs: {_f(cal['other_artists']['probability'], 2)}."
     )
+    header = ["", "style probability", "on-style share", "similarity (centroid)", "similarity (nearest)",
+              "rhyme density", "copied n-grams", "longest copy (words)"]  # fmt: skip
+    rows = []
+    for m, v in models.items():
+        s = v["summary"]
+        rows.append([m, _f(s["probability"]), _f(s["on_style_share"], 2), _f(s["centroid"]), _f(s["nearest"]),
+                     _f(s["rhyme_density"], 2), _f(s["ngram_share"]), str(s["longest_copy_words"])])  # fmt: skip
+    for name, c in _real(report).items():
+        rows.append([name, _f(c["probability"]), "", _f(c["centroid"]), _f(c["nearest"]), _f(c["rhyme_density"], 2),
+                     "", ""])  # fmt: skip
+    return [("h", 2, "Summary"), ("p", headline), ("table", header, rows)]
+
+
+def _style(report: dict[str, Any]) -> list[Block]:
+    artist, cal, clf = report["artist"], report["calibration"], report["classifier"]
+    (train_target, train_other), (heldout_target, heldout_other) = clf["train_chunks"], clf["heldout_chunks"]
+    classifier = (
+        f"Logistic regression on sentence embeddings and word and character n-gram TF-IDF, trained on "
+        f"{train_target} chunks by {artist} and {train_other} by other artists. On held-out songs "
+        f"({heldout_target} + {heldout_other} chunks): ROC AUC {_f(clf['auc'])}, accuracy {_f(clf['accuracy'])}, "
+        f"mean probability {_f(clf['target_probability'])} for {artist}'s chunks and "
+        f"{_f(clf['other_probability'])} for other artists'."
+    )
+    similarity = (
+        f"Cosine similarity of each generation's embedding to the centroid of {artist}'s real lyrics. "
+        f"Calibration: real held-out songs by {artist} score {_f(cal['target_heldout']['centroid'])}, other "
+        f"artists' real songs {_f(cal['other_artists']['centroid'])}: compare a model's figure with both, since "
+        "any rap lyric is close to any other."
+    )
+    return [
+        ("h", 2, "Style classifier"),
+        ("p", classifier),
+        ("h", 2, "Similarity to the artist's lyrics"),
+        ("p", similarity),
+        ("img", "similarity.png", "Distributions of similarity and style probability"),
+    ]
+
+
+def _intrinsic(report: dict[str, Any]) -> list[Block]:
+    if "intrinsic" not in report:
+        return []
+    header = ["model", "text", "tokens", "loss/token", "perplexity", "accuracy", "bits/char"]
+    rows = [[m, text, str(r["tokens"]), _f(r["loss"]), _f(r["perplexity"], 2), _f(r["accuracy"]),
+             _f(r["bits_per_character"])]
+            for m, by_text in report["intrinsic"].items() for text, r in by_text.items()]  # fmt: skip
+    return [("h", 2, "Intrinsic"), ("table", header, rows)]
+
+
+def _prompts(report: dict[str, Any]) -> list[Block]:
+    """The write-up's table: prompt, similarity, label, comment (and the classifier's probability)."""
+    rows = []
+    for i, prompt in enumerate(report["prompts"]):
+        for m, v in report["models"].items():
+            p = v["prompts"][i]
+            rows.append([_short(prompt, 40), m, _f(p["centroid"]), _f(p["probability"]), p["label"], p["comment"]])
+    header = ["prompt", "model", "similarity", "probability", "label", "comment"]
+    return [("h", 2, "Prompts"), ("table", header, rows), ("img", "prompts.png", "Style probability per prompt")]
+
+
+def _craft(report: dict[str, Any]) -> list[Block]:
+    header = ["", "rhyme density", "end-rhyme rate", "distinct-1", "distinct-2", "repetition", "words/line",
+              "syllables/line"]  # fmt: skip
+    named = [*((m, v["summary"]) for m, v in report["models"].items()), *_real(report).items()]
+    return [("h", 2, "Craft"), ("table", header, [[name, *(_f(s[k], 2) for k in CRAFT)] for name, s in named])]
+
+
+def _originality(report: dict[str, Any]) -> list[Block]:
+    out: list[Block] = [("h", 2, "Originality")]
+    for m, v in report["models"].items():
+        copied = [s for s in v["samples"] if s["copied_lines"]]
+        share = _f(100 * v["summary"]["ngram_share"], 1)
+        found = f"{len(copied)} of {len(v['samples'])} samples contain copied lines"
+        out.append(("p", f"{m}: {share}% of word {report['ngram']}-grams found in the training text; {found}."))
+        if copied:  # the first ten such samples, line by line
+            lines = [f"[{m}, prompt {s['prompt'] + 1}] {line}" for s in copied[:10] for line in s["copied_lines"]]
+            out.append(("pre", "\n".join(lines)))
+    return out
+
+
+def _samples(report: dict[str, Any]) -> list[Block]:
+    out: list[Block] = [("h", 2, "Samples")]
+    for i, prompt in enumerate(report["prompts"]):
+        for m, v in report["models"].items():
+            first = next((s for s in v["samples"] if s["prompt"] == i), None)
+            if first:
+                out += [("p", f"Prompt {i + 1} ({m}): {_short(prompt)}"), ("pre", first["chunk"])]
+    return out
 
 
 def blocks(report: dict[str, Any]) -> list[Block]:
-    artist, cal, models, clf = report["artist"], report["calibration"], report["models"], report["classifier"]
-    real = {f"real {artist} (held out)": cal["target_heldout"], "real, other artists": cal["other_artists"]}
-    out: list[Block] = [
-        ("h", 1, f"Evaluation: {artist}"),
-        ("p", "; ".join(f"{k}: {v}" for k, v in report.get("runs", {}).items())),
-        ("p", (f"Chunks of {report['chunk_lines']} lines; sentence encoder: {report['embedder']}; "
-              f"originality against the training text's word {report['ngram']}-grams.")),
-        ("h", 2, "Summary"),
-        ("p", _headline(report)),
-        ("table", ["", "style probability", "on-style share", "similarity (centroid)", "similarity (nearest)",
-                   "rhyme density", "copied n-grams", "longest copy (words)"],
-         [[m, _f(s["probability"]), _f(s["on_style_share"], 2), _f(s["centroid"]), _f(s["nearest"]),
-           _f(s["rhyme_density"], 2), _f(s["ngram_share"]), str(s["longest_copy_words"])]
-          for m, s in ((m, models[m]["summary"]) for m in models)]
-         + [[name, _f(c["probability"]), "", _f(c["centroid"]), _f(c["nearest"]), _f(c["rhyme_density"], 2), "", ""]
-            for name, c in real.items()]),
-        ("h", 2, "Style classifier"),
-        ("p", (f"Logistic regression on sentence embeddings and word and character n-gram TF-IDF, trained on "
-              f"{clf['train_chunks'][0]} chunks by {artist} and {clf['train_chunks'][1]} by other artists. On held-out "
-              f"songs ({clf['heldout_chunks'][0]} + {clf['heldout_chunks'][1]} chunks): ROC AUC {_f(clf['auc'])}, "
-              f"accuracy {_f(clf['accuracy'])}, mean probability {_f(clf['target_probability'])} for {artist}'s "
-              f"chunks and {_f(clf['other_probability'])} for other artists'.")),
-        ("h", 2, "Similarity to the artist's lyrics"),
-        ("p", (f"Cosine similarity of each generation's embedding to the centroid of {artist}'s real lyrics. "
-              f"Calibration: real held-out songs by {artist} score {_f(cal['target_heldout']['centroid'])}, other "
-              f"artists' real songs {_f(cal['other_artists']['centroid'])}; a gap this small means the similarity "
-              "alone cannot say whose style a text has.")),
-        ("img", "similarity.png", "Distributions of similarity and style probability"),
-    ]  # fmt: skip
-    if "intrinsic" in report:
-        out += [
-            ("h", 2, "Intrinsic"),
-            ("table", ["model", "text", "tokens", "loss/token", "perplexity", "accuracy", "bits/char"],
-             [[m, text, str(r["tokens"]), _f(r["loss"]), _f(r["perplexity"], 2), _f(r["accuracy"]),
-               _f(r["bits_per_character"])]
-              for m, by_text in report["intrinsic"].items() for text, r in by_text.items()]),
-        ]  # fmt: skip
-    out += [
-        ("h", 2, "Prompts"),
-        ("table", ["prompt", "model", "similarity", "probability", "label", "comment"],
-         [[_short(p, 40), m, _f(models[m]["prompts"][i]["centroid"]), _f(models[m]["prompts"][i]["probability"]),
-           models[m]["prompts"][i]["label"], models[m]["prompts"][i]["comment"]]
-          for i, p in enumerate(report["prompts"]) for m in models]),
-        ("img", "prompts.png", "Style probability per prompt"),
-        ("h", 2, "Craft"),
-        ("table", ["", "rhyme density", "end-rhyme rate", "distinct-1", "distinct-2", "repetition", "words/line",
-                   "syllables/line"],
-         [[name, *(_f(s[k], 2) for k in ("rhyme_density", "end_rhyme_rate", "distinct_1", "distinct_2",
-                                         "repetition_rate", "words_per_line", "syllables_per_line"))]
-          for name, s in [*((m, models[m]["summary"]) for m in models), *real.items()]]),
-        ("h", 2, "Originality"),
-    ]  # fmt: skip
-    for m in models:
-        copied = [s for s in models[m]["samples"] if s["copied_lines"]]
-        out.append(("p", (f"{m}: {_f(100 * models[m]['summary']['ngram_share'], 1)}% of word "
-                         f"{report['ngram']}-grams found in the training text; {len(copied)} of "
-                         f"{len(models[m]['samples'])} samples contain copied lines.")))  # fmt: skip
-        if copied:
-            out.append(("pre", "\n".join(f"[{m}, prompt {s['prompt'] + 1}] {line}" for s in copied[:10]
-                                         for line in s["copied_lines"])))  # fmt: skip
-    out.append(("h", 2, "Samples"))
-    for i, p in enumerate(report["prompts"]):
-        for m in models:
-            first = next((s for s in models[m]["samples"] if s["prompt"] == i), None)
-            if first:
-                out += [("p", f"Prompt {i + 1} ({m}): {_short(p)}"), ("pre", first["chunk"])]
-    return out
+    runs = "; ".join(f"{k}: {v}" for k, v in report.get("runs", {}).items())
+    setup = (f"Chunks of {report['chunk_lines']} lines; sentence encoder: {report['embedder']}; originality "
+             f"against the training text's word {report['ngram']}-grams.")  # fmt: skip
+    head: list[Block] = [("h", 1, f"Evaluation: {report['artist']}"), *([("p", runs)] if runs else []), ("p", setup)]
+    sections = (_summary, _style, _intrinsic, _prompts, _craft, _originality, _samples)
+    return head + [b for section in sections for b in section(report)]
 
 
 def _md_cell(text: str) -> str:

@@ -78,6 +78,18 @@ def load_adapted(model_run: str | Path, adapter_run: str | Path, device: str) ->
     return model.to(device).eval(), tokenizer
 
 
+def intrinsic_scores(model: GPT, dataset: TokenDataset, artist: str, max_tokens: int) -> dict[str, dict]:
+    """Intrinsic figures on the validation split, and on the artist's validation songs when there are some."""
+    streams = {"val": token_stream(dataset, "val")}
+    if dataset.songs("val", artist):
+        streams[f"val, {artist}"] = token_stream(dataset, "val", artist)
+    return {
+        name: asdict(intrinsic(model, dataset.tokenizer, stream, max_tokens, progress=True))
+        for name, stream in streams.items()
+        if len(stream) > 1
+    }
+
+
 def evaluate(
     model: str | Path,
     data: str | Path,
@@ -89,7 +101,7 @@ def evaluate(
     num_samples: int = 5,
     max_new_tokens: int = 256,
     chunk_lines: int = 8,
-    intrinsic_tokens: int = 16384,
+    intrinsic_tokens: int = 16384,  # 0 skips the intrinsic scores
     seed: int = 0,
     cache_dir: str | Path | None = None,
     device: str = "cpu",
@@ -111,11 +123,10 @@ def evaluate(
     scores: dict[str, dict] = {}
     generations: dict[str, list[list[str]]] = {}
     for name, (net, tokenizer) in loaded.items():
-        if tokenizer == dataset.tokenizer:
-            scores[name] = {"val": asdict(intrinsic(net, tokenizer, token_stream(dataset, "val"), intrinsic_tokens))}
-            if dataset.songs("val", artist):
-                stream = token_stream(dataset, "val", artist)
-                scores[name][f"val, {artist}"] = asdict(intrinsic(net, tokenizer, stream, intrinsic_tokens))
+        if intrinsic_tokens and tokenizer != dataset.tokenizer:
+            print(f"{name}: tokenizer differs from the dataset's, no intrinsic scores", file=sys.stderr)
+        elif intrinsic_tokens:
+            scores[name] = intrinsic_scores(net, dataset, artist, intrinsic_tokens)
         print(f"generating {num_samples} x {len(prompt_list)} samples with {name}", file=sys.stderr)
         generations[name] = generate_texts(net, tokenizer, prompt_list, num_samples, max_new_tokens, seed)
 
@@ -124,7 +135,7 @@ def evaluate(
         generations,
         dataset_songs(dataset),
         artist,
-        Embedder(embedder, cache_dir=cache),
+        Embedder(embedder, cache_dir=cache, progress=True),
         training_index(dataset, cache),
         chunk_lines=chunk_lines,
         seed=seed,
