@@ -40,6 +40,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--num-samples", type=int, default=5, help="samples per prompt and model")
     p.add_argument("--max-new-tokens", type=int, default=256, help="tokens generated per sample")
     p.add_argument("--chunk-lines", type=int, default=8, help="lines per chunk compared (fewer if samples are shorter)")
+    p.add_argument("--reference-chunks", type=int, default=600, help="real chunks per side (the artist, the others) "
+                   "that the style classifier learns from; a quarter as many are held out to calibrate")  # fmt: skip
     p.add_argument("--intrinsic-tokens", type=int, default=16384, help="tokens scored for loss and perplexity (0: skip)")
     p.add_argument("--seed", type=int, default=0, help="seed of sample i is seed + i, the same for every model")
     p.add_argument("--cache-dir", help="where embeddings and n-gram indexes are kept (default: ~/.cache/rapgpt)")
@@ -54,7 +56,7 @@ def _run_eval(args: argparse.Namespace) -> None:
     path = evaluate(
         args.model, args.data, args.out, adapter=args.adapter, artist=args.artist, prompts=args.prompts,
         embedder=args.embedder, num_samples=args.num_samples, max_new_tokens=args.max_new_tokens,
-        chunk_lines=args.chunk_lines, intrinsic_tokens=args.intrinsic_tokens, seed=args.seed,
+        chunk_lines=args.chunk_lines, reference_chunks=args.reference_chunks, intrinsic_tokens=args.intrinsic_tokens, seed=args.seed,
         cache_dir=args.cache_dir, device=args.device,
     )  # fmt: skip
     print(f"report written to {path}", file=sys.stderr)

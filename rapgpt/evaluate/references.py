@@ -67,8 +67,8 @@ def build_references(
     artist: str,
     chunk_lines: int = 8,
     heldout_share: float = 0.2,
-    max_train: int = 1000,
-    max_heldout: int = 250,
+    max_train: int = 600,
+    max_heldout: int = 150,
     seed: int = 0,
 ) -> References:
     """Chunks of real songs: at most `max_train` / `max_heldout` per side for the target and for the others."""

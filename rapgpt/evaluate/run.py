@@ -101,14 +101,18 @@ def evaluate(
     num_samples: int = 5,
     max_new_tokens: int = 256,
     chunk_lines: int = 8,
+    reference_chunks: int = 600,
     intrinsic_tokens: int = 16384,  # 0 skips the intrinsic scores
     seed: int = 0,
     cache_dir: str | Path | None = None,
     device: str = "cpu",
 ) -> Path:
     """Evaluate a model run (and an adapter on it) against a prepared dataset; write the report into `out`."""
-    if num_samples < 1 or max_new_tokens < 1 or chunk_lines < 1 or intrinsic_tokens < 0:
-        raise ConfigError("--num-samples, --max-new-tokens and --chunk-lines must be positive, --intrinsic-tokens >= 0")
+    if min(num_samples, max_new_tokens, chunk_lines) < 1 or reference_chunks < 8 or intrinsic_tokens < 0:
+        raise ConfigError(
+            "--num-samples, --max-new-tokens and --chunk-lines must be positive, --reference-chunks at least 8 and "
+            "--intrinsic-tokens not negative"
+        )
     dataset = TokenDataset(data)
     prompt_list = read_prompts(prompts)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -138,6 +142,8 @@ def evaluate(
         Embedder(embedder, cache_dir=cache, progress=True),
         training_index(dataset, cache),
         chunk_lines=chunk_lines,
+        max_train_chunks=reference_chunks,
+        max_heldout_chunks=reference_chunks // 4,
         seed=seed,
     )
     report["runs"] = {**runs, "data": str(data)}

@@ -74,8 +74,8 @@ def score_generations(
     embedder: Embedder,
     index: NgramIndex,
     chunk_lines: int = 8,
-    max_train_chunks: int = 1000,
-    max_heldout_chunks: int = 250,
+    max_train_chunks: int = 600,
+    max_heldout_chunks: int = 150,
     seed: int = 0,
 ) -> dict[str, Any]:
     """The report's figures. `generations[model][i]` holds the sample texts (continuations) for `prompts[i]`."""
