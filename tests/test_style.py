@@ -48,3 +48,12 @@ def test_classifier_on_rap_genius_ranks_eminems_held_out_chunks_above_other_arti
     assert quality.auc >= 0.85
     assert quality.target_probability > quality.other_probability + 0.2
     assert isinstance(classifier, StyleClassifier)
+
+
+def test_views_choose_the_features_and_tfidf_alone_never_embeds(tmp_path):
+    refs = build_references(invented_songs(), "Harbor Saint", chunk_lines=4, max_train=30, max_heldout=10)
+    embedder = Embedder(cache_dir=tmp_path)
+    _, quality = train_style_classifier(refs, embedder, views=("words", "chars"))
+    assert quality.auc > 0.95 and embedder._model is None
+    with pytest.raises(ValueError, match="views"):
+        StyleClassifier(embedder, views=("rhymes",))

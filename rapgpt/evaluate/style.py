@@ -24,19 +24,31 @@ from sklearn.metrics import roc_auc_score
 from rapgpt.evaluate.embed import Embedder
 from rapgpt.evaluate.references import References
 
+VIEWS = ("embedding", "words", "chars")
+
 
 class StyleClassifier:
     """P(text is by the target artist), learned from real chunks of the target and of other artists."""
 
-    def __init__(self, embedder: Embedder, C: float = 3.0):
+    def __init__(self, embedder: Embedder, views: Sequence[str] = VIEWS, C: float = 3.0):
+        if not views or set(views) - set(VIEWS):
+            raise ValueError(f"views must be a non-empty subset of {VIEWS}, got {views}")
         self.embedder = embedder
-        self.words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
-        self.chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)
+        self.views = tuple(views)
+        self.tfidf = {
+            "words": TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2),
+            "chars": TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2),
+        }
         self.model = LogisticRegression(C=C, max_iter=3000, class_weight="balanced")
 
     def _features(self, texts: Sequence[str], fit: bool = False) -> sparse.csr_matrix:
-        views = [v.fit_transform(texts) if fit else v.transform(texts) for v in (self.words, self.chars)]
-        return sparse.hstack([*views, sparse.csr_matrix(self.embedder.encode(texts))]).tocsr()
+        parts = []
+        for view in self.views:
+            if view == "embedding":
+                parts.append(sparse.csr_matrix(self.embedder.encode(texts)))
+            else:
+                parts.append(self.tfidf[view].fit_transform(texts) if fit else self.tfidf[view].transform(texts))
+        return sparse.hstack(parts).tocsr()
 
     def fit(self, target: Sequence[str], other: Sequence[str]) -> StyleClassifier:
         texts = [*target, *other]
@@ -60,8 +72,11 @@ class ClassifierQuality:
     heldout_chunks: tuple[int, int]
 
 
-def train_style_classifier(refs: References, embedder: Embedder) -> tuple[StyleClassifier, ClassifierQuality]:
-    classifier = StyleClassifier(embedder).fit(refs.target_train, refs.other_train)
+def train_style_classifier(
+    refs: References, embedder: Embedder, views: Sequence[str] = VIEWS
+) -> tuple[StyleClassifier, ClassifierQuality]:
+    """The classifier fitted on the references' training chunks, and its quality on their held-out chunks."""
+    classifier = StyleClassifier(embedder, views).fit(refs.target_train, refs.other_train)
     p_target = classifier.predict_proba(refs.target_heldout)
     p_other = classifier.predict_proba(refs.other_heldout)
     labels = np.r_[np.ones(len(p_target)), np.zeros(len(p_other))]
