@@ -8,7 +8,7 @@ from rapgpt import cli
 from rapgpt.checkpoint import save_run
 from rapgpt.data.dataset import DatasetWriter
 from rapgpt.data.tokenizer import CharTokenizer
-from rapgpt.errors import ConfigError
+from rapgpt.errors import ConfigError, DataError
 from rapgpt.evaluate import run
 from rapgpt.model import GPT, GPTConfig
 from tests.lyrics_fixtures import invented_line, invented_songs
@@ -67,6 +67,11 @@ def test_cli_reports_a_missing_dataset_in_one_line(setup, capsys):
     assert status == 2 and err.count("\n") == 1 and "dataset directory not found" in err
 
 
-def test_nonsensical_counts_are_refused(setup):
+def test_bad_options_are_refused_before_any_work(setup):
     with pytest.raises(ConfigError, match="--num-samples"):
         run.evaluate(setup / "run", setup / "data", setup / "out", num_samples=0)
+    with pytest.raises(DataError, match="no songs by 'harbor saint'.*Harbor Saint"):
+        run.evaluate(setup / "run", setup / "data", setup / "out", artist="harbor saint")
+    (setup / "file").write_text("")
+    with pytest.raises(ConfigError, match="is a file"):
+        run.evaluate(setup / "run", setup / "data", setup / "file")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from rapgpt.data.dataset import TokenDataset
@@ -51,6 +51,13 @@ def is_heldout(song: Song, share: float) -> bool:
     return zlib.crc32(key.encode()) % 10_000 < share * 10_000
 
 
+def require_artist(artists: Iterable[str], artist: str) -> None:
+    names = sorted(set(artists))
+    if artist not in names:
+        shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+        raise DataError(f"no songs by {artist!r} in the reference data (names are case-sensitive); artists: {shown}")
+
+
 def _spread(by_artist: dict[str, list[str]], limit: int, rng: random.Random) -> list[str]:
     """Up to `limit` chunks taken in turn from each artist, so that no prolific artist dominates."""
     pools = [rng.sample(v, len(v)) for _, v in sorted(by_artist.items())]
@@ -72,10 +79,7 @@ def build_references(
     seed: int = 0,
 ) -> References:
     """Chunks of real songs: at most `max_train` / `max_heldout` per side for the target and for the others."""
-    if not any(s.artist == artist for s in songs):
-        names = sorted({s.artist for s in songs})
-        shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
-        raise DataError(f"no songs by {artist!r} in the reference data; artists there: {shown}")
+    require_artist({s.artist for s in songs}, artist)
     seen: set[str] = set()
     groups: dict[tuple[bool, bool], dict[str, list[str]]] = {}  # (is target, is held out) -> artist -> chunks
     for song in sorted(songs, key=lambda s: is_heldout(s, heldout_share)):  # training side first: it keeps dups

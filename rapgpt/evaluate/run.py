@@ -21,7 +21,7 @@ from rapgpt.errors import ConfigError
 from rapgpt.evaluate.embed import Embedder
 from rapgpt.evaluate.intrinsic import intrinsic, token_stream
 from rapgpt.evaluate.originality import NgramIndex
-from rapgpt.evaluate.references import dataset_songs
+from rapgpt.evaluate.references import dataset_songs, require_artist
 from rapgpt.evaluate.report import write_report
 from rapgpt.evaluate.scoring import score_generations
 from rapgpt.model import GPT
@@ -66,7 +66,8 @@ def generate_texts(
 
     out: list[list[str]] = [[] for _ in prompts]
     for i in range(num_samples):
-        for texts, completion in zip(out, generate(model, tokenizer, prompts, SamplingParams(max_new_tokens=max_new_tokens, seed=seed + i))):
+        params = SamplingParams(max_new_tokens=max_new_tokens, seed=seed + i)
+        for texts, completion in zip(out, generate(model, tokenizer, prompts, params)):
             texts.append(completion.text)
     return out
 
@@ -113,12 +114,16 @@ def evaluate(
             "--num-samples, --max-new-tokens and --chunk-lines must be positive, --reference-chunks at least 8 and "
             "--intrinsic-tokens not negative"
         )
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out {out} is a file: give a directory for the report")
     dataset = TokenDataset(data)
     prompt_list = read_prompts(prompts)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    artists = Counter(s.artist for s in dataset.songs())
     if artist is None:
-        artist = Counter(s.artist for s in dataset.songs()).most_common(1)[0][0]
+        artist = artists.most_common(1)[0][0]
         print(f"--artist not given: evaluating against {artist}, who has the most songs in {data}", file=sys.stderr)
+    require_artist(artists, artist)
     runs = {"base": str(model), **({"adapter": str(adapter)} if adapter else {})}
     loaded = {"base": load_run(model, device)[:2]}
     if adapter:
