@@ -23,7 +23,3 @@ def chunks(text: str, n_lines: int) -> list[str]:
     lines = lyric_lines(text)
     return ["\n".join(lines[i : i + n_lines]) for i in range(0, len(lines) - n_lines + 1, n_lines)]
 
-
-def head(text: str, n_lines: int) -> str:
-    """The first `n_lines` lyric lines of a text (all of them when it has fewer)."""
-    return "\n".join(lyric_lines(text)[:n_lines])
