@@ -43,7 +43,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--reference-chunks", type=int, default=600, help="real chunks per side (the artist, the others) "
                    "that the style classifier learns from; a quarter as many are held out to calibrate")  # fmt: skip
     p.add_argument("--intrinsic-tokens", type=int, default=16384, help="tokens scored for loss and perplexity (0: skip)")
-    p.add_argument("--seed", type=int, default=0, help="seed of sample i is seed + i, the same for every model")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (every model is sampled with the same seeds)")
     p.add_argument("--cache-dir", help="where embeddings and n-gram indexes are kept (default: ~/.cache/rapgpt)")
     p.add_argument("--device", default="cpu", help="torch device for the models")
     p.add_argument("--out", required=True, help="report directory: report.md, report.html, report.json, plots")

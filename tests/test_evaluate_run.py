@@ -11,7 +11,7 @@ from rapgpt.data.tokenizer import CharTokenizer
 from rapgpt.errors import ConfigError, DataError
 from rapgpt.evaluate import run
 from rapgpt.model import GPT, GPTConfig
-from tests.lyrics_fixtures import invented_line, invented_songs
+from tests.invented_artists import invented_line, invented_songs
 
 
 def test_default_prompts_ship_with_the_package_and_files_are_read_one_per_line(tmp_path):
@@ -24,6 +24,11 @@ def test_default_prompts_ship_with_the_package_and_files_are_read_one_per_line(t
         run.read_prompts(tmp_path / "empty.txt")
     with pytest.raises(ConfigError, match="prompts file not found"):
         run.read_prompts(tmp_path / "missing.txt")
+
+
+def test_characters_a_char_model_never_saw_are_removed_from_prompts():
+    tok = CharTokenizer.from_texts(["abc \n"])
+    assert run.fit_prompts(["Abc!\n", "cab\n"], tok) == ["bc\n", "cab\n"]
 
 
 @pytest.fixture

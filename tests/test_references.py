@@ -5,7 +5,7 @@ from rapgpt.data.tokenizer import CharTokenizer
 from rapgpt.errors import DataError
 from rapgpt.evaluate.references import Song, build_references, dataset_songs, is_heldout
 from rapgpt.evaluate.text import chunks
-from tests.lyrics_fixtures import invented_songs
+from tests.invented_artists import invented_songs
 
 
 def test_dataset_songs_decode_each_span(tmp_path):

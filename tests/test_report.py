@@ -7,7 +7,7 @@ from rapgpt.evaluate.embed import Embedder
 from rapgpt.evaluate.originality import NgramIndex
 from rapgpt.evaluate.report import blocks, to_html, to_markdown, write_report
 from rapgpt.evaluate.scoring import score_generations
-from tests.lyrics_fixtures import invented_line, invented_songs
+from tests.invented_artists import invented_line, invented_songs
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,7 @@ def test_markdown_has_the_write_ups_table_and_before_after_summary(report):
     rows = [line for line in md.splitlines() if line.startswith("| base |")]
     assert len(rows) == 3 and "## Intrinsic" in md  # summary, intrinsic and craft tables
     assert "![Style probability per prompt](prompts.png)" in md
+    assert "chunks of 4 lines (not 8: most generations are shorter" in md
 
 
 def test_html_escapes_text(report):

@@ -5,7 +5,7 @@ import pytest
 from rapgpt.evaluate.embed import Embedder
 from rapgpt.evaluate.originality import NgramIndex
 from rapgpt.evaluate.scoring import chunk_length, complete_lines, score_generations
-from tests.lyrics_fixtures import invented_line, invented_songs
+from tests.invented_artists import invented_line, invented_songs
 
 PROMPTS = ["first prompt\n", "second prompt\n"]
 
@@ -42,7 +42,7 @@ def test_adapter_in_the_artists_words_scores_toward_the_real_songs(scored):
 
 
 def test_chunks_match_the_generations_length(scored):
-    assert scored["chunk_lines"] == 5  # the samples have 5 lines, fewer than the 8 asked for
+    assert (scored["chunk_lines"], scored["chunk_lines_asked"]) == (5, 8)  # the samples have 5 lines
     assert all(len(s["chunk"].splitlines()) == 5 for s in scored["models"]["adapter"]["samples"])
 
 

@@ -8,7 +8,7 @@ import pytest
 from rapgpt.evaluate.embed import Embedder
 from rapgpt.evaluate.references import Song, build_references
 from rapgpt.evaluate.style import StyleClassifier, cosine_similarity, train_style_classifier
-from tests.lyrics_fixtures import invented_line, invented_songs
+from tests.invented_artists import invented_line, invented_songs
 
 
 def test_cosine_similarity_to_centroid_and_nearest_matches_a_direct_computation():

@@ -129,8 +129,12 @@ def _samples(report: dict[str, Any]) -> list[Block]:
 
 def blocks(report: dict[str, Any]) -> list[Block]:
     runs = "; ".join(f"{k}: {v}" for k, v in report.get("runs", {}).items())
-    setup = (f"Chunks of {report['chunk_lines']} lines; sentence encoder: {report['embedder']}; originality "
-             f"against the training text's word {report['ngram']}-grams.")  # fmt: skip
+    lines = report["chunk_lines"]
+    chunks = f"Generations and real songs compared in chunks of {lines} line{'s' if lines != 1 else ''}"
+    if lines < report.get("chunk_lines_asked", lines):
+        chunks += f" (not {report['chunk_lines_asked']}: most generations are shorter; short chunks are harder to tell apart)"
+    setup = (f"{chunks}; sentence encoder: {report['embedder']}; originality against the training text's word "
+             f"{report['ngram']}-grams.")  # fmt: skip
     head: list[Block] = [("h", 1, f"Evaluation: {report['artist']}"), *([("p", runs)] if runs else []), ("p", setup)]
     sections = (_summary, _style, _intrinsic, _prompts, _craft, _originality, _samples)
     return head + [b for section in sections for b in section(report)]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rapgpt.checkpoint import load_run
 from rapgpt.data.dataset import TokenDataset
-from rapgpt.data.tokenizer import Tokenizer
+from rapgpt.data.tokenizer import CharTokenizer, Tokenizer
 from rapgpt.errors import ConfigError
 from rapgpt.evaluate.embed import Embedder
 from rapgpt.evaluate.intrinsic import intrinsic, token_stream
@@ -58,25 +58,35 @@ def training_index(dataset: TokenDataset, cache_dir: Path) -> NgramIndex:
     return index
 
 
+def fit_prompts(prompts: list[str], tokenizer: Tokenizer) -> list[str]:
+    """The prompts without the characters a character model has never seen (the sampler would refuse them)."""
+    if not isinstance(tokenizer, CharTokenizer):
+        return prompts
+    unknown = set().union(*(tokenizer.unknown_chars(p) for p in prompts))
+    if unknown:
+        shown = ", ".join(repr(c) for c in sorted(unknown))
+        print(f"removed from the prompts: {shown} (not in the character model's vocabulary)", file=sys.stderr)
+    return ["".join(c for c in p if c not in unknown) for p in prompts]
+
+
 def generate_texts(
     model: GPT, tokenizer: Tokenizer, prompts: list[str], num_samples: int, max_new_tokens: int, seed: int
 ) -> list[list[str]]:
-    """`num_samples` continuations per prompt, with the project's sampler; sample i of every model uses seed + i."""
+    """`num_samples` continuations per prompt from the project's sampler, in one batched call. The sampler seeds
+    request j with seed + j, so every sample has its own seed, and each model gets the same ones."""
     from rapgpt.generate import SamplingParams, generate
 
-    out: list[list[str]] = [[] for _ in prompts]
-    for i in range(num_samples):
-        params = SamplingParams(max_new_tokens=max_new_tokens, seed=seed + i)
-        for texts, completion in zip(out, generate(model, tokenizer, prompts, params)):
-            texts.append(completion.text)
-    return out
+    requests = [p for _ in range(num_samples) for p in prompts]
+    params = SamplingParams(max_new_tokens=max_new_tokens, seed=seed)
+    completions = generate(model, tokenizer, requests, params, max_batch=32)
+    return [[completions[i * len(prompts) + k].text for i in range(num_samples)] for k in range(len(prompts))]
 
 
 def load_adapted(model_run: str | Path, adapter_run: str | Path, device: str) -> tuple[GPT, Tokenizer]:
     from rapgpt.lora import load_adapted_run
 
-    model, tokenizer, _ = load_adapted_run(model_run, adapter_run, merge=True)
-    return model.to(device).eval(), tokenizer
+    model, tokenizer, _ = load_adapted_run(model_run, adapter_run, merge=True, device=device)
+    return model, tokenizer
 
 
 def intrinsic_scores(model: GPT, dataset: TokenDataset, artist: str, max_tokens: int) -> dict[str, dict]:
@@ -128,6 +138,7 @@ def evaluate(
     loaded = {"base": load_run(model, device)[:2]}
     if adapter:
         loaded["adapter"] = load_adapted(model, adapter, device)
+    prompt_list = fit_prompts(prompt_list, loaded["base"][1])
 
     scores: dict[str, dict] = {}
     generations: dict[str, list[list[str]]] = {}

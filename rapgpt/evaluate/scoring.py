@@ -137,6 +137,7 @@ def score_generations(
         "artist": artist,
         "embedder": embedder.name,
         "chunk_lines": lines,
+        "chunk_lines_asked": chunk_lines,
         "ngram": index.n,
         "prompts": list(prompts),
         "classifier": asdict(quality),
