@@ -1,0 +1,168 @@
+"""`rapgpt eval`: generate from a model (and an adapter), score the generations, write the report.
+
+Generation is the one step that touches the models: `generate_texts` calls the project's sampler. Everything
+after it works from texts (`rapgpt.evaluate.scoring`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections import Counter
+from dataclasses import asdict
+from importlib import resources
+from pathlib import Path
+
+from rapgpt.checkpoint import load_run
+from rapgpt.data.dataset import TokenDataset
+from rapgpt.data.tokenizer import CharTokenizer, Tokenizer
+from rapgpt.errors import ConfigError
+from rapgpt.evaluate.embed import Embedder
+from rapgpt.evaluate.intrinsic import intrinsic, token_stream
+from rapgpt.evaluate.originality import NgramIndex
+from rapgpt.evaluate.references import dataset_songs, require_artist
+from rapgpt.evaluate.report import write_report
+from rapgpt.evaluate.scoring import score_generations
+from rapgpt.model import GPT
+
+
+def read_prompts(path: str | Path | None = None) -> list[str]:
+    """Prompts from a file, one per line (blank lines and # comments skipped); the shipped set by default."""
+    if path is None:
+        text = (resources.files("rapgpt.evaluate") / "prompts.txt").read_text(encoding="utf-8")
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"prompts file not found: {path} (one prompt per line)")
+        text = path.read_text(encoding="utf-8")
+    prompts = [line.strip() + "\n" for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    if not prompts:
+        raise ConfigError(f"no prompts in {path}: write one prompt per line")
+    return prompts
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rapgpt"
+
+
+def training_index(dataset: TokenDataset, cache_dir: Path) -> NgramIndex:
+    """The n-gram index of the dataset's training text, built once and kept in the cache directory."""
+    key = hashlib.sha256(str(dataset.path.resolve()).encode() + (dataset.path / "meta.json").read_bytes())
+    key.update(str((dataset.path / "train.bin").stat().st_mtime_ns).encode())
+    path = cache_dir / f"ngrams-{key.hexdigest()[:16]}.npy"
+    if path.is_file():
+        return NgramIndex.load(path)
+    index = NgramIndex.build((s.text for s in dataset_songs(dataset, "train")), progress=True)
+    index.save(path)
+    return index
+
+
+def fit_prompts(prompts: list[str], tokenizer: Tokenizer) -> list[str]:
+    """The prompts without the characters a character model has never seen (the sampler would refuse them)."""
+    if not isinstance(tokenizer, CharTokenizer):
+        return prompts
+    unknown = set().union(*(tokenizer.unknown_chars(p) for p in prompts))
+    if unknown:
+        shown = ", ".join(repr(c) for c in sorted(unknown))
+        print(f"removed from the prompts: {shown} (not in the character model's vocabulary)", file=sys.stderr)
+    return ["".join(c for c in p if c not in unknown) for p in prompts]
+
+
+def generate_texts(
+    model: GPT, tokenizer: Tokenizer, prompts: list[str], num_samples: int, max_new_tokens: int, seed: int
+) -> list[list[str]]:
+    """`num_samples` continuations per prompt from the project's sampler, in one batched call. The sampler seeds
+    request j with seed + j, so every sample has its own seed, and each model gets the same ones."""
+    from rapgpt.generate import SamplingParams, generate
+
+    requests = [p for _ in range(num_samples) for p in prompts]
+    params = SamplingParams(max_new_tokens=max_new_tokens, seed=seed)
+    completions = generate(model, tokenizer, requests, params, max_batch=32)
+    return [[completions[i * len(prompts) + k].text for i in range(num_samples)] for k in range(len(prompts))]
+
+
+def load_adapted(model_run: str | Path, adapter_run: str | Path, device: str) -> tuple[GPT, Tokenizer]:
+    from rapgpt.lora import load_adapted_run
+
+    model, tokenizer, _ = load_adapted_run(model_run, adapter_run, merge=True, device=device)
+    return model, tokenizer
+
+
+def intrinsic_scores(model: GPT, dataset: TokenDataset, artist: str, max_tokens: int) -> dict[str, dict]:
+    """Intrinsic figures on the validation split, and on the artist's validation songs when there are some."""
+    streams = {"val": token_stream(dataset, "val")}
+    if dataset.songs("val", artist):
+        streams[f"val, {artist}"] = token_stream(dataset, "val", artist)
+    return {
+        name: asdict(intrinsic(model, dataset.tokenizer, stream, max_tokens, progress=True))
+        for name, stream in streams.items()
+        if len(stream) > 1
+    }
+
+
+def evaluate(
+    model: str | Path,
+    data: str | Path,
+    out: str | Path,
+    adapter: str | Path | None = None,
+    artist: str | None = None,
+    prompts: str | Path | None = None,
+    embedder: str | Path | None = None,
+    num_samples: int = 5,
+    max_new_tokens: int = 256,
+    chunk_lines: int = 8,
+    reference_chunks: int = 600,
+    intrinsic_tokens: int = 16384,  # 0 skips the intrinsic scores
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    device: str = "cpu",
+) -> Path:
+    """Evaluate a model run (and an adapter on it) against a prepared dataset; write the report into `out`."""
+    if min(num_samples, max_new_tokens, chunk_lines) < 1 or reference_chunks < 8 or intrinsic_tokens < 0:
+        raise ConfigError(
+            "--num-samples, --max-new-tokens and --chunk-lines must be positive, --reference-chunks at least 8 and "
+            "--intrinsic-tokens not negative"
+        )
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out {out} is a file: give a directory for the report")
+    dataset = TokenDataset(data)
+    prompt_list = read_prompts(prompts)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    artists = Counter(s.artist for s in dataset.songs())
+    if artist is None:
+        artist = artists.most_common(1)[0][0]
+        print(f"--artist not given: evaluating against {artist}, who has the most songs in {data}", file=sys.stderr)
+    require_artist(artists, artist)
+    runs = {"base": str(model), **({"adapter": str(adapter)} if adapter else {})}
+    loaded = {"base": load_run(model, device)[:2]}
+    if adapter:
+        loaded["adapter"] = load_adapted(model, adapter, device)
+    prompt_list = fit_prompts(prompt_list, loaded["base"][1])
+
+    scores: dict[str, dict] = {}
+    generations: dict[str, list[list[str]]] = {}
+    for name, (net, tokenizer) in loaded.items():
+        if intrinsic_tokens and tokenizer != dataset.tokenizer:
+            print(f"{name}: tokenizer differs from the dataset's, no intrinsic scores", file=sys.stderr)
+        elif intrinsic_tokens:
+            scores[name] = intrinsic_scores(net, dataset, artist, intrinsic_tokens)
+        print(f"generating {num_samples} x {len(prompt_list)} samples with {name}", file=sys.stderr)
+        generations[name] = generate_texts(net, tokenizer, prompt_list, num_samples, max_new_tokens, seed)
+
+    report = score_generations(
+        prompt_list,
+        generations,
+        dataset_songs(dataset),
+        artist,
+        Embedder(embedder, cache_dir=cache, progress=True),
+        training_index(dataset, cache),
+        chunk_lines=chunk_lines,
+        max_train_chunks=reference_chunks,
+        max_heldout_chunks=reference_chunks // 4,
+        seed=seed,
+    )
+    report["runs"] = {**runs, "data": str(data)}
+    if scores:
+        report["intrinsic"] = scores
+    return write_report(report, out)

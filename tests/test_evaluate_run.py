@@ -1,0 +1,82 @@
+import json
+import random
+
+import pytest
+import torch
+
+from rapgpt import cli
+from rapgpt.checkpoint import save_run
+from rapgpt.data.dataset import DatasetWriter
+from rapgpt.data.tokenizer import CharTokenizer
+from rapgpt.errors import ConfigError, DataError
+from rapgpt.evaluate import run
+from rapgpt.model import GPT, GPTConfig
+from tests.invented_artists import invented_line, invented_songs
+
+
+def test_default_prompts_ship_with_the_package_and_files_are_read_one_per_line(tmp_path):
+    prompts = run.read_prompts()
+    assert len(prompts) == 10 and all(p.endswith("\n") and p.strip() for p in prompts)
+    (tmp_path / "p.txt").write_text("# a comment\nfirst line\n\n  second line  \n")
+    assert run.read_prompts(tmp_path / "p.txt") == ["first line\n", "second line\n"]
+    (tmp_path / "empty.txt").write_text("# nothing\n\n")
+    with pytest.raises(ConfigError, match="no prompts"):
+        run.read_prompts(tmp_path / "empty.txt")
+    with pytest.raises(ConfigError, match="prompts file not found"):
+        run.read_prompts(tmp_path / "missing.txt")
+
+
+def test_characters_a_char_model_never_saw_are_removed_from_prompts():
+    tok = CharTokenizer.from_texts(["abc \n"])
+    assert run.fit_prompts(["Abc!\n", "cab\n"], tok) == ["bc\n", "cab\n"]
+
+
+@pytest.fixture
+def setup(tmp_path):
+    songs = invented_songs()
+    tok = CharTokenizer.from_texts(s.text for s in songs)
+    with DatasetWriter(tmp_path / "data", tok) as w:
+        for k, s in enumerate(songs):
+            w.add_song("val" if k % 4 == 0 else "train", tok.encode(s.text), s.artist, s.title)
+        w.commit(stats={}, options={})
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16))
+    save_run(tmp_path / "run", model, tok)
+    return tmp_path
+
+
+def fake_generations(model, tokenizer, prompts, num_samples, max_new_tokens, seed):
+    """Stands in for the sampler: the evaluation only sees texts."""
+    rng = random.Random(seed)
+    return [["\n".join(invented_line("Harbor Saint", rng) for _ in range(4)) + "\n"] * num_samples for _ in prompts]
+
+
+def test_evaluate_writes_the_report_with_intrinsic_scores_and_a_cached_index(setup, monkeypatch):
+    monkeypatch.setattr(run, "generate_texts", fake_generations)
+    monkeypatch.setattr(run, "load_adapted", lambda model, adapter, device: run.load_run(model, device)[:2])
+    out = run.evaluate(setup / "run", setup / "data", setup / "out", adapter=setup / "run", artist="Harbor Saint",
+                       num_samples=2, cache_dir=setup / "cache")  # fmt: skip
+    report = json.loads((setup / "out" / "report.json").read_text())
+    assert out.read_text().startswith("# Evaluation: Harbor Saint")
+    assert set(report["models"]) == {"base", "adapter"} and report["runs"]["adapter"] == str(setup / "run")
+    assert set(report["intrinsic"]["base"]) == {"val", "val, Harbor Saint"}
+    assert report["intrinsic"]["base"]["val"]["perplexity"] > 1
+    assert len(report["models"]["base"]["samples"]) == 2 * len(run.read_prompts())
+    assert len(list((setup / "cache").glob("ngrams-*.npy"))) == 1
+    assert len(list((setup / "cache").glob("embeddings-*.npz"))) == 1
+
+
+def test_cli_reports_a_missing_dataset_in_one_line(setup, capsys):
+    status = cli.main(["eval", "--model", str(setup / "run"), "--data", str(setup / "nope"), "--out", str(setup)])
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and "dataset directory not found" in err
+
+
+def test_bad_options_are_refused_before_any_work(setup):
+    with pytest.raises(ConfigError, match="--num-samples"):
+        run.evaluate(setup / "run", setup / "data", setup / "out", num_samples=0)
+    with pytest.raises(DataError, match="no songs by 'harbor saint'.*Harbor Saint"):
+        run.evaluate(setup / "run", setup / "data", setup / "out", artist="harbor saint")
+    (setup / "file").write_text("")
+    with pytest.raises(ConfigError, match="is a file"):
+        run.evaluate(setup / "run", setup / "data", setup / "file")
