@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from rapgpt import __version__
 from rapgpt.errors import RapgptError
 
+
 def _formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=36, width=110)
 
@@ -22,8 +23,36 @@ def _command(sub, name: str, summary: str, description: str | None = None) -> ar
     return sub.add_parser(name, help=summary, description=description or summary, formatter_class=_formatter)
 
 
+def _add_train(sub) -> None:
+    from rapgpt.options import add_flags
+    from rapgpt.training.config import PretrainConfig
+
+    p = _command(
+        sub, "train", "Pretrain a GPT model on a prepared dataset.",
+        "Pretrain a GPT model on a dataset written by `rapgpt prepare`. Settings come from the defaults, then a "
+        "TOML file (--config), then the options below. Under `torchrun --nproc_per_node=N` the run is data "
+        "parallel. A run killed at any moment continues with --resume from its last evaluation.",
+    )
+    p.add_argument("--data", required=True, help="dataset directory written by `rapgpt prepare`")
+    p.add_argument("--out", required=True, help="run directory: weights, config.json, metrics, curves, state")
+    p.add_argument("--config", metavar="FILE", help="TOML file of settings, named as the options below with _")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    add_flags(p, PretrainConfig)
+    p.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from rapgpt.options import flags_given
+    from rapgpt.train import pretrain, resolve_run_config
+    from rapgpt.training.config import PretrainConfig
+
+    flags = flags_given(args, PretrainConfig)
+    config = resolve_run_config(PretrainConfig, args.out, args.resume, args.config, flags)
+    pretrain(args.data, args.out, config, resume=args.resume)
+
+
 # One entry per subcommand, in the order `rapgpt --help` lists them.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train]
 
 
 def build_parser() -> argparse.ArgumentParser:
