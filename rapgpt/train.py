@@ -60,7 +60,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, micro_batches
         sync = contextlib.nullcontext() if last or not isinstance(model, DistributedDataParallel) else model.no_sync()
         with sync:
             with runtime.autocast():
-                _, loss = model(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
+                _, loss = model(x.to(device, non_blocking=True), y.to(device, non_blocking=True), return_logits=False)
             scaler.scale(loss / len(micro_batches)).backward()
         total += loss.detach()
     if grad_clip:
