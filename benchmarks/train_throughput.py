@@ -12,12 +12,18 @@ so that a machine shared with other work slows both alike, and the median step t
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+
+# OpenMP threads that spin while waiting for each other stall when the machine is shared (then 2 threads run a
+# step 2x slower than 1); sleeping instead makes timings follow the work done. It applies to both contenders and
+# must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
 
@@ -104,7 +110,8 @@ def main() -> None:
     contenders = ["hf", "rapgpt"] + (["rapgpt --compile"] if args.compile else [])
     cases = list(CASES) if args.case == "all" else [args.case]
     precisions = ["fp32", "bf16"] if args.precision == "all" else [args.precision]
-    print(f"torch {torch.__version__}, {args.threads} threads, median of {args.steps} interleaved steps; "
+    print(f"torch {torch.__version__}, {args.threads} threads (OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}), "
+          f"median of {args.steps} interleaved steps; "
           "HF = transformers GPT2LMHeadModel (sdpa attention), same config, batch, precision, fused AdamW")
     print(f"{'case':<10} {'batch':>7} {'precision':>9} {'contender':<17} {'ms/step':>9} {'tokens/s':>9} {'vs HF':>6}")
     for case in cases:

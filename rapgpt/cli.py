@@ -8,6 +8,7 @@ exit status 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -42,6 +43,10 @@ def _add_train(sub) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    # OpenMP threads that spin while they wait stall each other on a machine shared with other work (a step can
+    # take twice as long on 2 threads as on 1); sleeping costs little when the machine is idle. Set before torch
+    # loads; an explicit OMP_WAIT_POLICY in the environment wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from rapgpt.options import flags_given
     from rapgpt.train import pretrain, resolve_run_config
     from rapgpt.training.config import PretrainConfig

@@ -16,7 +16,7 @@ from rapgpt.data.dataset import DatasetWriter, TokenDataset
 from rapgpt.data.tokenizer import CharTokenizer
 from rapgpt.errors import CheckpointError, ConfigError
 from rapgpt.model import GPT, GPTConfig
-from rapgpt.train import fit, pretrain, resolve_run_config, train_step
+from rapgpt.train import compile_blocks, fit, pretrain, resolve_run_config, train_step
 from rapgpt.training.batches import eval_windows
 from rapgpt.training.config import PretrainConfig, TrainConfig
 from rapgpt.training.evaluate import evaluate
@@ -255,3 +255,21 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tiny_dataset
             assert a[key] == pytest.approx(b[key], abs=1e-5), key
     assert_close_weights(rank0, weights(tmp_path / "single"))
     assert np.isclose(single["val_loss"], ddp_records[-1]["val_loss"], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_blocks_train_like_eager_ones(tiny_config):
+    torch.manual_seed(0)
+    eager, compiled = GPT(tiny_config), GPT(tiny_config)
+    compiled.load_state_dict(eager.state_dict())
+    compile_blocks(compiled)
+    x, y = torch.randint(0, 67, (4, 32)), torch.randint(0, 67, (4, 32))
+    runtime = Runtime(torch.device("cpu"), "bf16")
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    losses = []
+    for model in (eager, compiled):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        losses.append([train_step(model, optimizer, [(x, y)], runtime, 1.0, scaler).item() for _ in range(3)])
+    assert losses[1] == pytest.approx(losses[0], rel=2e-2)
+    assert losses[1][2] < losses[1][0]
+    assert set(compiled.state_dict()) == set(eager.state_dict())  # names unchanged by compiling in place

@@ -34,7 +34,7 @@ class TrainConfig:
     max_minutes: float | None = setting(None, "stop after this many minutes of wall clock")
     # Evaluation and checkpoints.
     eval_interval: int = setting(100, "evaluate, log and checkpoint every N steps")
-    eval_batches: int = setting(20, "batches of each split in every evaluation (the same windows every time)")
+    eval_batches: int = setting(10, "batches of each split in every evaluation (the same windows every time)")
     patience: int = setting(3, "warn of overfitting when val loss rose for N evaluations while train loss fell")
     early_stop: bool = setting(False, "stop the run when overfitting is detected")
     sample_every: int = setting(0, "print a generated sample at every Nth evaluation (0: never)")
