@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import re
+
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -405,10 +407,43 @@ def _run_eval(args: argparse.Namespace) -> None:
     print(f"report written to {path}", file=sys.stderr)
 
 
+def _add_train(sub) -> None:
+    from rapgpt.options import add_flags
+    from rapgpt.training.config import PretrainConfig
+
+    p = _command(
+        sub, "train", "Pretrain a GPT model on a prepared dataset.",
+        "Pretrain a GPT model on a dataset written by `rapgpt prepare`. Settings come from the defaults, then a "
+        "TOML file (--config), then the options below. Under `torchrun --nproc_per_node=N` the run is data "
+        "parallel. A run killed at any moment continues with --resume from its last evaluation.",
+    )
+    p.add_argument("--data", required=True, help="dataset directory written by `rapgpt prepare`")
+    p.add_argument("--out", required=True, help="run directory: weights, config.json, metrics, curves, state")
+    p.add_argument("--config", metavar="FILE", help="TOML file of settings, named as the options below with _")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    add_flags(p, PretrainConfig)
+    p.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> None:
+    # OpenMP threads that spin while they wait stall each other on a machine shared with other work (a step can
+    # take twice as long on 2 threads as on 1); sleeping costs little when the machine is idle. Set before torch
+    # loads; an explicit OMP_WAIT_POLICY in the environment wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from rapgpt.options import flags_given
+    from rapgpt.train import pretrain, resolve_run_config
+    from rapgpt.training.config import PretrainConfig
+
+    flags = flags_given(args, PretrainConfig)
+    config = resolve_run_config(PretrainConfig, args.out, args.resume, args.config, flags)
+    pretrain(args.data, args.out, config, resume=args.resume)
+
+
 # One entry per subcommand, in the order `rapgpt --help` lists them.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_collect,
     _add_prepare,
+    _add_train,
     _add_generate,
     _add_merge,
     _add_eval,

@@ -33,3 +33,30 @@ def tiny_config() -> GPTConfig:
 def tiny_model(tiny_config: GPTConfig) -> GPT:
     torch.manual_seed(0)
     return GPT(tiny_config).eval()
+
+
+# Invented words for tiny datasets (no real lyrics in the repository).
+TINY_WORDS = ["glim", "brask", "tovo", "ruun", "pell", "weska", "dorn", "mimble", "saffa", "kret", "ovin", "lutra"]
+
+
+def write_char_dataset(path: Path, songs: int = 24, words: int = 120, seed: int = 0) -> Path:
+    """A character-level dataset of invented songs, every fourth one in the val split."""
+    import random
+
+    from rapgpt.data.dataset import DatasetWriter
+    from rapgpt.data.tokenizer import CharTokenizer
+
+    rng = random.Random(seed)
+    texts = ["\n".join(" ".join(rng.choice(TINY_WORDS) for _ in range(6)) for _ in range(words // 6))
+             for _ in range(songs)]
+    tokenizer = CharTokenizer.from_texts(texts)
+    with DatasetWriter(path, tokenizer) as writer:
+        for i, text in enumerate(texts):
+            writer.add_song("val" if i % 4 == 0 else "train", tokenizer.encode(text), "nobody", f"song {i}")
+        writer.commit(stats={}, options={})
+    return path
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    return write_char_dataset(tmp_path / "data")

@@ -6,7 +6,7 @@ import torch
 from torch.nn import functional as F
 
 from rapgpt.errors import ConfigError
-from rapgpt.model import GPT, PRESETS, GPTConfig, preset_config
+from rapgpt.model import GPT, PRESETS, GPTConfig, causal_attention, gelu_tanh, preset_config
 
 
 def naive_forward(model: GPT, idx: torch.Tensor) -> torch.Tensor:
@@ -144,3 +144,52 @@ def test_bf16_cached_decoding_stays_close_to_the_fp32_recompute(tiny_model):
         bf16(idx[:, :8], cache=cache, input_pos=torch.arange(8)[None])
         steps = [bf16(idx[:, t : t + 1], cache=cache, input_pos=torch.tensor([[t]]))[0] for t in range(8, 24)]
     assert (torch.cat(steps, dim=1).float() - full[:, 8:]).abs().max() < 0.05 * full.std()
+
+def naive_attention(q, k, v):
+    T = q.size(-2)
+    att = (q @ k.transpose(-2, -1)) / math.sqrt(q.size(-1))
+    return att.masked_fill(~torch.tril(torch.ones(T, T, dtype=torch.bool)), float("-inf")).softmax(-1) @ v
+
+
+@pytest.mark.parametrize("T", [1, 37, 256, 600])
+def test_bf16_attention_and_its_gradients_match_the_float64_reference(T):
+    """On CPUs, bf16 attention up to 512 tokens takes the explicit path, beyond it the fused kernel."""
+    torch.manual_seed(T)
+    qkv = [torch.randn(2, 3, T, 16, dtype=torch.float64) for _ in range(3)]
+    grad = torch.randn(2, 3, T, 16, dtype=torch.float64)
+    low = [t.bfloat16().requires_grad_(True) for t in qkv]
+    exact = [t.clone().requires_grad_(True) for t in qkv]
+    y_low, y_exact = causal_attention(*low, dropout=0.0), naive_attention(*exact)
+    y_low.backward(grad.bfloat16())
+    y_exact.backward(grad)
+    assert y_low.dtype == torch.bfloat16
+    assert (y_low.double() - y_exact).abs().max() < 0.03
+    for a, b in zip(low, exact):
+        assert (a.grad.double() - b.grad).norm() <= 0.03 * b.grad.norm()  # (q and k get none when T = 1)
+
+
+def test_gelu_matches_gpt2_tanh_formula_eager_and_compiled():
+    x = torch.linspace(-8, 8, 1001, dtype=torch.float64)
+    formula = 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    assert torch.allclose(gelu_tanh(x), formula, atol=1e-12)
+    sigmoid_form = x * torch.sigmoid(math.sqrt(8 / math.pi) * (x + 0.044715 * x * x * x))  # the compiled form
+    assert torch.allclose(sigmoid_form, formula, atol=1e-12)
+
+
+def test_training_loss_without_logits_matches_the_loss_with_them(tiny_model):
+    idx, targets = torch.randint(0, 67, (2, 9)), torch.randint(0, 67, (2, 9))
+    targets[1, :3] = -1
+    logits, loss = tiny_model(idx, targets)
+    none, fused = tiny_model(idx, targets, return_logits=False)
+    assert none is None and logits.shape == (2, 9, 67)
+    assert torch.allclose(fused, loss, atol=1e-6)
+
+
+def test_bf16_autocast_forward_matches_fp32_closely(tiny_model):
+    idx = torch.randint(0, 67, (2, 20))
+    with torch.no_grad():
+        exact, _ = tiny_model(idx)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low, _ = tiny_model(idx)
+    assert low.dtype == torch.bfloat16
+    assert (low.float() - exact).abs().max() < 0.05 * exact.abs().max()

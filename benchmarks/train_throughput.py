@@ -1,0 +1,127 @@
+"""Training throughput of rapgpt against Hugging Face's GPT2LMHeadModel, measured in the same run.
+
+Both models get the same configuration, batch, precision, thread count and optimizer (fused AdamW, the default
+of HF's Trainer, with gradient clipping at 1.0 as the Trainer does). rapgpt's step is the training loop's own
+`train_step`; the peer's is the usual forward with labels, backward, clip and step. Steps of the two alternate,
+so that a machine shared with other work slows both alike, and the median step time is reported.
+
+    python benchmarks/train_throughput.py                              # every case: slow on a CPU
+    python benchmarks/train_throughput.py --case char-10m --precision bf16 --steps 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+# OpenMP threads that spin while waiting for each other stall when the machine is shared (then 2 threads run a
+# step 2x slower than 1); sleeping instead makes timings follow the work done. It applies to both contenders and
+# must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rapgpt.model import GPT, GPTConfig, preset_config
+from rapgpt.train import compile_blocks, train_step
+from rapgpt.training.runtime import Runtime
+
+# (preset, vocabulary, batch, sequence length): a character vocabulary of lyrics, and GPT-2's BPE.
+CASES = {"char-10m": ("char-10m", 128, 16, 256), "gpt2": ("gpt2", 50257, 4, 512)}
+
+
+def hf_model(config: GPTConfig) -> torch.nn.Module:
+    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    hf = GPT2Config(vocab_size=config.vocab_size, n_positions=config.block_size, n_embd=config.n_embd,
+                    n_layer=config.n_layer, n_head=config.n_head, resid_pdrop=config.dropout,
+                    embd_pdrop=config.dropout, attn_pdrop=config.dropout, bos_token_id=0, eos_token_id=0)
+    hf._attn_implementation = "sdpa"
+    return GPT2LMHeadModel(hf)
+
+
+def stepper(name: str, config: GPTConfig, precision: str, batch: int, seq: int) -> Callable[[], None]:
+    """A function doing one training step of the named contender on a fixed random batch."""
+    runtime = Runtime(torch.device("cpu"), precision)
+    tokens = torch.randint(0, config.vocab_size, (batch, seq + 1))
+    if name == "hf":
+        model = hf_model(config).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+
+        def step() -> None:
+            with runtime.autocast():
+                loss = model(input_ids=tokens[:, :seq], labels=tokens[:, :seq]).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        return step
+    from rapgpt.training.config import TrainConfig
+    from rapgpt.training.optim import make_optimizer
+
+    model = GPT(config).train()
+    if name == "rapgpt --compile":
+        compile_blocks(model)
+    optimizer = make_optimizer(model, TrainConfig(lr=1e-4), runtime.device)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    batches = [(tokens[:, :seq], tokens[:, 1:])]
+    return lambda: train_step(model, optimizer, batches, runtime, 1.0, scaler)
+
+
+def measure(case: str, precision: str, contenders: list[str], steps: int, warmup: int) -> dict[str, float]:
+    """Median seconds per step of each contender, their steps interleaved."""
+    preset, vocab, batch, seq = CASES[case]
+    config = preset_config(preset, vocab, dropout=0.0)
+    torch.manual_seed(0)
+    steppers = {name: stepper(name, config, precision, batch, seq) for name in contenders}
+    for step in steppers.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(steps):
+        for name, step in steppers.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--case", choices=[*CASES, "all"], default="all")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "all"], default="all")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps of each contender")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (compilation happens here)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--compile", action="store_true", help="also time rapgpt with --compile")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    contenders = ["hf", "rapgpt"] + (["rapgpt --compile"] if args.compile else [])
+    cases = list(CASES) if args.case == "all" else [args.case]
+    precisions = ["fp32", "bf16"] if args.precision == "all" else [args.precision]
+    print(f"torch {torch.__version__}, {args.threads} threads (OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}), "
+          f"median of {args.steps} interleaved steps; "
+          "HF = transformers GPT2LMHeadModel (sdpa attention), same config, batch, precision, fused AdamW")
+    print(f"{'case':<10} {'batch':>7} {'precision':>9} {'contender':<17} {'ms/step':>9} {'tokens/s':>9} {'vs HF':>6}")
+    for case in cases:
+        _, _, batch, seq = CASES[case]
+        for precision in precisions:
+            result = measure(case, precision, contenders, args.steps, args.warmup)
+            for name, seconds in result.items():
+                print(f"{case:<10} {f'{batch}x{seq}':>7} {precision:>9} {name:<17} {seconds * 1e3:>9.0f} "
+                      f"{batch * seq / seconds:>9.0f} {result['hf'] / seconds:>5.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,335 @@
+"""Pretraining (`rapgpt train`), and the one training loop that fine-tuning shares.
+
+`fit` trains a GPT-shaped model on flat token arrays. Only parameters with `requires_grad` are optimized, so a
+model with frozen weights trains its adapters alone; the run is evaluated at step 0 and every `eval_interval`
+steps, and at each evaluation a `save` hook writes what the run keeps (the whole model here, an adapter when
+fine-tuning) while the loop writes `state.pt`, `metrics.jsonl` and `curves.png` beside it. `pretrain` builds a
+model from a preset and a prepared dataset and hands both to `fit`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from rapgpt.checkpoint import CONFIG, read_run_config, save_run, save_weights
+from rapgpt.data.dataset import TokenDataset
+from rapgpt.data.tokenizer import Tokenizer
+from rapgpt.errors import CheckpointError, ConfigError
+from rapgpt.model import GPT, preset_config
+from rapgpt.options import read_toml, resolve, to_dict
+from rapgpt.training.batches import WindowSampler, eval_windows
+from rapgpt.training.budget import Progress, budget_used, schedule_progress
+from rapgpt.training.config import RESUMABLE_CHANGES, PretrainConfig, TrainConfig
+from rapgpt.training.evaluate import OverfitMonitor, evaluate
+from rapgpt.training.metrics import METRICS, append_metrics, keep_metrics_until, table_header, table_row
+from rapgpt.training.optim import lr_at, make_optimizer, set_lr
+from rapgpt.training.plots import plot_curves
+from rapgpt.training.runtime import Runtime, setup_runtime, teardown
+from rapgpt.training.sample import sample_text
+from rapgpt.training.state import STATE, check_fingerprint, load_state, save_state
+
+BEST = "best.safetensors"
+CURVES = "curves.png"
+
+SaveHook = Callable[[str, dict[str, Any]], None]
+"""Called on rank 0 with "latest" at every evaluation and "best" at each new lowest val loss, and the record of
+that evaluation (step, tokens, losses, ...): it writes the weights the run keeps."""
+
+C = TypeVar("C", bound=TrainConfig)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, micro_batches: list[tuple[torch.Tensor, ...]],
+               runtime: Runtime, grad_clip: float, scaler: torch.amp.GradScaler) -> torch.Tensor:
+    """One optimizer step over `micro_batches`, gradients averaged; returns the mean loss as a tensor (reading it
+    would wait for the device). Under DDP, gradients are exchanged on the last micro-batch only."""
+    device = runtime.device
+    total = torch.zeros((), device=device)
+    for i, (x, y) in enumerate(micro_batches):
+        last = i == len(micro_batches) - 1
+        sync = contextlib.nullcontext() if last or not isinstance(model, DistributedDataParallel) else model.no_sync()
+        with sync:
+            with runtime.autocast():
+                _, loss = model(x.to(device, non_blocking=True), y.to(device, non_blocking=True), return_logits=False)
+            scaler.scale(loss / len(micro_batches)).backward()
+        total += loss.detach()
+    if grad_clip:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    return total / len(micro_batches)
+
+
+def compile_blocks(model: nn.Module) -> None:
+    """Compile each transformer block in place: the blocks share one compiled graph, so compiling takes the time
+    of one block, and the parameter names stay as they are."""
+    for block in model.transformer.h:
+        block.compile()
+
+
+class _Run:
+    """The state of one training run while `fit` drives it."""
+
+    def __init__(self, model: nn.Module, config: TrainConfig, train_tokens: np.ndarray, val_tokens: np.ndarray,
+                 out_dir: Path, save: SaveHook, runtime: Runtime, identity: dict[str, Any],
+                 tokenizer: Tokenizer | None):
+        self.model, self.config, self.out_dir, self.save = model.to(runtime.device), config, out_dir, save
+        self.runtime, self.tokenizer = runtime, tokenizer
+        self.optimizer = make_optimizer(model, config, runtime.device)
+        self.scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
+        block, rank, world = model.config.block_size, runtime.rank, runtime.world_size
+        self.sampler = WindowSampler(train_tokens, block, config.batch_size, config.grad_accum, config.seed, rank,
+                                     world)
+        count = config.eval_batches * config.batch_size * world
+        self.eval_data = {
+            split: eval_windows(tokens, block, count, config.seed, split, rank, world)
+            for split, tokens in (("train", train_tokens), ("val", val_tokens))
+        }
+        self.train_tokens = len(train_tokens)
+        self.monitor = OverfitMonitor(config.patience)
+        self.progress = Progress()
+        self.records: list[dict[str, Any]] = []  # the evaluations so far (rank 0 only)
+        self.last_eval_step: int | None = None
+        settings = {k: v for k, v in to_dict(config).items() if k not in RESUMABLE_CHANGES}
+        self.fingerprint = {**identity, "train": settings, "precision": runtime.precision, "world_size": world}
+        torch.manual_seed(config.seed + rank)  # this process's dropout stream
+
+    def trainable(self) -> dict[str, nn.Parameter]:
+        return {name: p for name, p in self.model.named_parameters() if p.requires_grad}
+
+    def restore(self) -> None:
+        """Continue from `state.pt`, after checking that it belongs to this very run."""
+        path = self.out_dir / STATE
+        state = load_state(path)
+        check_fingerprint(path, state["fingerprint"], self.fingerprint)
+        params, saved = self.trainable(), state["model"]
+        if set(saved) != set(params) or any(saved[k].shape != p.shape for k, p in params.items()):
+            raise CheckpointError(f"{path} holds other parameters than the model trains: it cannot be resumed")
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(saved[name])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.monitor.load_state_dict(state["monitor"])
+        self.progress = Progress(**state["progress"])
+        self.last_eval_step = self.progress.step
+        rng = state["rng"][self.runtime.rank]
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"], self.runtime.device)
+        if self.runtime.is_main:
+            self.records = keep_metrics_until(self.out_dir / METRICS, self.progress.step)
+            print(f"resuming {self.out_dir} at step {self.progress.step:,}")
+
+    def lr(self) -> float:
+        return lr_at(self.config, self.progress.step, schedule_progress(self.config, self.progress, self.train_tokens))
+
+    def rng_states(self) -> list[dict[str, torch.Tensor]]:
+        """Every process's RNG state (the dropout streams), gathered so that rank 0 can save them."""
+        own = {"cpu": torch.get_rng_state()}
+        if self.runtime.device.type == "cuda":
+            own["cuda"] = torch.cuda.get_rng_state(self.runtime.device)
+        if not self.runtime.distributed:
+            return [own]
+        states: list[Any] = [None] * self.runtime.world_size
+        dist.all_gather_object(states, own)
+        return states
+
+    def elapsed(self, since: float, base: float) -> float:
+        """Seconds of training over all sessions; under DDP every process takes the slowest one's clock, so that
+        they agree on the learning rate and on when the budget ends."""
+        seconds = base + time.perf_counter() - since
+        if self.runtime.distributed and self.config.max_minutes is not None:
+            clock = torch.tensor([seconds], dtype=torch.float64, device=self.runtime.device)
+            seconds = self.runtime.all_reduce(clock, dist.ReduceOp.MAX).item()
+        return seconds
+
+    def checkpoint(self, lr: float, train_loss: float | None) -> bool:
+        """Evaluate, then (rank 0) log, save weights, metrics, state and curves; True to stop early."""
+        config, progress, main = self.config, self.progress, self.runtime.is_main
+        metrics = evaluate(self.model, self.eval_data, config.batch_size, self.runtime)
+        is_best, overfitting = self.monitor.update(metrics["train_loss"], metrics["val_loss"])
+        self.last_eval_step = progress.step
+        record = {
+            "step": progress.step, "tokens": progress.tokens, "epoch": progress.epochs(self.train_tokens),
+            "lr": lr, "loss": train_loss, **metrics, "seconds": progress.seconds, "best": is_best,
+            "overfitting": overfitting,
+        }
+        rng = self.rng_states()
+        if not main:
+            return overfitting and config.early_stop
+        if not self.records:
+            tqdm.write(table_header())
+        tqdm.write(table_row(record))
+        if overfitting:
+            tqdm.write(f"warning: val loss rose for {config.patience} evaluations while train loss fell: the "
+                       "model is overfitting" + (", stopping (--early-stop)" if config.early_stop else ""))
+        evaluations = len(self.monitor.history)
+        if config.sample_every and self.tokenizer is not None and (evaluations - 1) % config.sample_every == 0:
+            with torch.compiler.set_stance("force_eager"):
+                record["sample"] = sample_text(self.model, self.tokenizer, config.sample_tokens, seed=config.seed)
+            tqdm.write(f"--- sample at step {progress.step:,} ---\n{record['sample']}\n---")
+        self.save("latest", record)
+        if is_best:
+            self.save("best", record)
+        append_metrics(self.out_dir / METRICS, record)
+        self.records.append(record)
+        save_state(self.out_dir / STATE, {
+            "fingerprint": self.fingerprint,
+            "progress": vars(progress).copy(),
+            "model": {name: p.detach().cpu() for name, p in self.trainable().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "monitor": self.monitor.state_dict(),
+            "rng": rng,
+        })
+        plot_curves(self.records, self.out_dir / CURVES)
+        return overfitting and config.early_stop
+
+    def train(self) -> dict[str, Any]:
+        config, progress, runtime = self.config, self.progress, self.runtime
+        if config.compile:
+            compile_blocks(self.model)
+        model = self.model
+        if runtime.distributed:
+            device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+            model = DistributedDataParallel(self.model, device_ids=device_ids)
+        since, base = time.perf_counter(), progress.seconds
+        stop = False
+        if self.last_eval_step is None:
+            stop = self.checkpoint(self.lr(), None)
+        bar = tqdm(total=100.0, unit="%", disable=not runtime.is_main, dynamic_ncols=True,
+                   bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}")
+        bar.update(min(100.0, 100 * budget_used(config, progress, self.train_tokens)))
+        start_tokens, loss_sum, losses = progress.tokens, torch.zeros((), device=runtime.device), 0
+        while not stop:
+            progress.seconds = self.elapsed(since, base)
+            used = budget_used(config, progress, self.train_tokens)
+            bar.update(max(0.0, min(100.0, 100 * used) - bar.n))
+            if used >= 1:
+                break
+            lr = self.lr()
+            set_lr(self.optimizer, lr)
+            loss = train_step(model, self.optimizer, self.sampler.micro_batches(progress.step), runtime,
+                              config.grad_clip, self.scaler)
+            progress.step += 1
+            progress.tokens += self.sampler.tokens_per_step
+            loss_sum += loss
+            losses += 1
+            rate = (progress.tokens - start_tokens) / max(time.perf_counter() - since, 1e-9)
+            bar.set_postfix_str(f"step {progress.step:,}, loss {loss.item():.4f}, {rate:,.0f} tok/s", refresh=False)
+            if progress.step % config.eval_interval == 0:
+                train_loss = runtime.all_reduce(loss_sum / losses).item() / runtime.world_size
+                stop = self.checkpoint(lr, train_loss)
+                loss_sum, losses = torch.zeros((), device=runtime.device), 0
+        bar.close()
+        if self.last_eval_step != progress.step:
+            train_loss = runtime.all_reduce(loss_sum / max(losses, 1)).item() / runtime.world_size
+            progress.seconds = self.elapsed(since, base)
+            self.checkpoint(self.lr(), train_loss if losses else None)
+        return self.records[-1] if self.records else {}
+
+
+def fit(model: nn.Module, config: TrainConfig, train_tokens: np.ndarray, val_tokens: np.ndarray,
+        out_dir: str | Path, save: SaveHook, runtime: Runtime, *, identity: dict[str, Any],
+        resume: bool = False, tokenizer: Tokenizer | None = None) -> dict[str, Any]:
+    """Train `model`'s trainable parameters on `train_tokens` until the budget ends; return the last evaluation.
+
+    `identity` describes what the run is made of (model config, tokenizer, data); with the settings it forms the
+    fingerprint that a resumed state must match. `tokenizer` enables samples (`sample_every`).
+    """
+    out_dir = Path(out_dir)
+    if not resume and any((out_dir / name).exists() for name in (STATE, METRICS, CONFIG)):
+        raise CheckpointError(
+            f"{out_dir} already holds a run: pass --resume to continue it, or choose another --out"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run = _Run(model, config, train_tokens, val_tokens, out_dir, save, runtime, identity, tokenizer)
+    if resume:
+        run.restore()
+    return run.train()
+
+
+def resolve_run_config(cls: type[C], out: str | Path, resume: bool, config_file: str | Path | None = None,
+                       flags: dict[str, Any] | None = None) -> C:
+    """The settings of a run: defaults <- TOML file <- flags; a resumed run starts from the settings it recorded,
+    and refuses a change to any that shapes its trajectory (budgets, logging and hardware may change)."""
+    layers, where = [], []
+    recorded = None
+    if resume:
+        recorded = read_run_config(out).get("train_config")
+        if not isinstance(recorded, dict):
+            raise CheckpointError(f"{Path(out) / CONFIG} records no train_config: it was not written by training")
+        layers.append(recorded)
+        where.append(str(Path(out) / CONFIG))
+    if config_file is not None:
+        layers.append(read_toml(config_file))
+        where.append(str(config_file))
+    layers.append(flags or {})
+    where.append("command line")
+    config = resolve(cls, *layers, where=tuple(where))
+    if recorded is not None:
+        changed = [k for k, v in to_dict(config).items() if k not in RESUMABLE_CHANGES and recorded.get(k) != v]
+        if changed:
+            first = changed[0]
+            raise ConfigError(
+                f"--{first.replace('_', '-')} {to_dict(config)[first]!r}: the run was started with "
+                f"{recorded.get(first)!r}, and a resumed run keeps its settings except budgets, logging and "
+                "hardware; start a new run (another --out) to change it"
+            )
+    return config
+
+
+def pretrain(data: str | Path, out: str | Path, config: PretrainConfig | None = None,
+             resume: bool = False) -> dict[str, Any]:
+    """Train a model of `config.preset` on the dataset at `data`, writing the run to `out`.
+
+    The run directory receives model.safetensors and config.json (model, tokenizer, train_config, progress) at
+    every evaluation, best.safetensors at the lowest val loss, and state.pt, metrics.jsonl and curves.png.
+    Returns the last evaluation's record.
+    """
+    config = config or PretrainConfig()
+    dataset = TokenDataset(data)
+    out = Path(out)
+    runtime = setup_runtime(config.device, config.precision, config.threads)
+    try:
+        model_config = preset_config(config.preset, dataset.vocab_size, **config.model_overrides())
+        torch.manual_seed(config.seed)
+        model = GPT(model_config)
+        if runtime.is_main:
+            c = model_config
+            print(f"{config.preset}: {model.num_params() / 1e6:.2f}M parameters ({c.n_layer} layers, {c.n_head} "
+                  f"heads, {c.n_embd} wide, context {c.block_size}, vocabulary {c.vocab_size}) on "
+                  f"{runtime.device} in {runtime.precision}" + (f", {runtime.world_size} processes"
+                                                               if runtime.distributed else ""))
+        train_config = to_dict(config)
+
+        def save(kind: str, record: dict[str, Any]) -> None:
+            if kind == "best":
+                save_weights(out / BEST, model)
+            else:
+                progress = {k: v for k, v in record.items() if k != "sample"}
+                save_run(out, model, dataset.tokenizer, train_config=train_config, data=str(dataset.path),
+                         progress=progress)
+
+        identity = {
+            "model": model_config.to_dict(),
+            "tokenizer": dataset.tokenizer.to_json(),
+            "data": {split: int(dataset.meta["tokens"][split]) for split in ("train", "val")},
+        }
+        return fit(model, config, dataset.tokens("train"), dataset.tokens("val"), out, save, runtime,
+                   identity=identity, resume=resume, tokenizer=dataset.tokenizer)
+    finally:
+        teardown(runtime)

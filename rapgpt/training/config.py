@@ -1,0 +1,96 @@
+"""The training loop's settings. The defaults are the recommended ones for a small model on a CPU budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rapgpt.errors import ConfigError
+from rapgpt.options import setting
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+BUDGETS = ("max_steps", "max_tokens", "max_epochs", "max_minutes")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # Batches: each optimizer step sees batch_size * grad_accum * processes windows of the context length.
+    batch_size: int = setting(16, "sequences per micro-batch on each process")
+    grad_accum: int = setting(1, "micro-batches accumulated into one optimizer step")
+    # Optimizer and schedule.
+    lr: float = setting(2e-3, "peak learning rate, reached after the warmup")
+    min_lr_ratio: float = setting(0.1, "the cosine decay's floor, as a fraction of --lr")
+    warmup_steps: int = setting(50, "steps of linear warmup from 0 to --lr")
+    decay_steps: int | None = setting(
+        None, "steps over which the cosine decays to its floor (default: the end of the budget)"
+    )
+    weight_decay: float = setting(0.1, "AdamW weight decay, applied to weight matrices only")
+    beta1: float = setting(0.9, "AdamW beta1")
+    beta2: float = setting(0.99, "AdamW beta2")
+    grad_clip: float = setting(1.0, "clip the gradient norm to this value (0: no clipping)")
+    # Budget: training stops at the first one reached; with none given it runs one epoch.
+    max_steps: int | None = setting(None, "stop after this many optimizer steps")
+    max_tokens: int | None = setting(None, "stop after this many training tokens")
+    max_epochs: float | None = setting(None, "stop after this many passes over the training tokens")
+    max_minutes: float | None = setting(None, "stop after this many minutes of wall clock")
+    # Evaluation and checkpoints.
+    eval_interval: int = setting(100, "evaluate, log and checkpoint every N steps")
+    eval_batches: int = setting(10, "batches of each split in every evaluation (the same windows every time)")
+    patience: int = setting(3, "warn of overfitting when val loss rose for N evaluations while train loss fell")
+    early_stop: bool = setting(False, "stop the run when overfitting is detected")
+    sample_every: int = setting(0, "print a generated sample at every Nth evaluation (0: never)")
+    sample_tokens: int = setting(200, "length of each generated sample, in tokens")
+    # Runtime.
+    precision: str = setting(
+        "auto", "fp32, bf16 (autocast), fp16 (CUDA, with loss scaling); auto picks bf16 where the hardware has it",
+        choices=PRECISIONS,
+    )
+    compile: bool = setting(False, "compile the model's blocks with torch.compile (slow first step, faster after)")
+    device: str = setting("auto", "cpu, cuda, cuda:N or mps; auto picks CUDA, then MPS, then the CPU")
+    threads: int | None = setting(None, "CPU threads for PyTorch (default: PyTorch's choice)")
+    seed: int = setting(1337, "seed for initialisation, batches and dropout")
+
+    def __post_init__(self) -> None:
+        positive = ("batch_size", "grad_accum", "eval_interval", "eval_batches", "patience", "sample_tokens")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "sample_every", "weight_decay", "grad_clip", "seed"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        for name in ("decay_steps", "threads", *BUDGETS):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+
+# Settings that may differ when a run is resumed: budgets, logging and how the hardware is used. Every other
+# setting shapes the trajectory, so a resumed run must keep it.
+RESUMABLE_CHANGES = frozenset(
+    {*BUDGETS, "eval_interval", "patience", "early_stop", "sample_every", "sample_tokens", "compile", "device",
+     "threads"}
+)
+
+
+@dataclass(frozen=True)
+class PretrainConfig(TrainConfig):
+    """Pretraining: the loop's settings plus the model to build (a preset, any of its sizes overridden)."""
+
+    preset: str = setting("char-10m", "model preset: char-10m, rap-small, gpt2, gpt2-medium or gpt2-large")
+    dropout: float = setting(
+        0.0, "dropout in the model; 0 suits runs shorter than a few epochs, 0.1-0.2 long runs on small corpora"
+    )
+    block_size: int | None = setting(None, "context length in tokens (default: the preset's)")
+    n_layer: int | None = setting(None, "transformer blocks (default: the preset's)")
+    n_head: int | None = setting(None, "attention heads (default: the preset's)")
+    n_embd: int | None = setting(None, "embedding width (default: the preset's)")
+
+    def model_overrides(self) -> dict[str, int | float]:
+        sizes = {k: getattr(self, k) for k in ("block_size", "n_layer", "n_head", "n_embd")}
+        return {"dropout": self.dropout, **{k: v for k, v in sizes.items() if v is not None}}

@@ -1,0 +1,42 @@
+import pytest
+import torch
+from torch.nn import functional as F
+
+from rapgpt.losses import ROWS_PER_CHUNK, linear_cross_entropy
+
+
+def reference(x, w, t):
+    return F.cross_entropy(x @ w.t(), t, ignore_index=-1)
+
+
+@pytest.mark.parametrize("rows", [1, ROWS_PER_CHUNK, 3 * ROWS_PER_CHUNK + 5])
+def test_loss_and_gradients_match_cross_entropy_of_the_logits_in_float64(rows):
+    torch.manual_seed(rows)
+    x = torch.randn(rows, 16, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(50, 16, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 50, (rows,))
+    t[::7] = -1
+    t[0] = 3
+    (linear_cross_entropy(x, w, t) * 2.5).backward()
+    got = x.grad.clone(), w.grad.clone()
+    x.grad = w.grad = None
+    (reference(x, w, t) * 2.5).backward()
+    assert linear_cross_entropy(x, w, t).item() == pytest.approx(reference(x, w, t).item(), abs=1e-12)
+    assert torch.allclose(got[0], x.grad, atol=1e-12) and torch.allclose(got[1], w.grad, atol=1e-12)
+
+
+def test_under_bf16_autocast_it_matches_the_float64_reference_to_bf16_accuracy():
+    torch.manual_seed(0)
+    x = torch.randn(100, 32, requires_grad=True)
+    w = (torch.randn(1000, 32) * 0.2).requires_grad_(True)
+    t = torch.randint(0, 1000, (100,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = linear_cross_entropy(x, w, t)
+    loss.backward()
+    assert loss.dtype == torch.float32 and x.grad.dtype == torch.float32 and w.grad.dtype == torch.float32
+    x64, w64 = x.detach().double().requires_grad_(True), w.detach().double().requires_grad_(True)
+    expected = reference(x64, w64, t)
+    expected.backward()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-2)
+    assert (x.grad - x64.grad).norm() < 2e-2 * x64.grad.norm()
+    assert (w.grad - w64.grad).norm() < 2e-2 * w64.grad.norm()
