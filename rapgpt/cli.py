@@ -8,9 +8,8 @@ exit status 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import re
-
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -306,6 +305,36 @@ def _run_serve(args: argparse.Namespace) -> None:
           quantize=args.quantize, threads=args.threads)
 
 
+def _add_finetune(sub) -> None:
+    from rapgpt.options import add_flags
+    from rapgpt.training.config import FinetuneConfig
+
+    p = _command(
+        sub, "finetune", "Fine-tune a trained run on one artist with LoRA.",
+        "Train a LoRA adapter of a base run (from `rapgpt train`) on a dataset of one artist's songs, prepared with "
+        "`rapgpt prepare SOURCE --artist NAME --vocab-from BASE_DATA`. Only the adapter is trained and saved; the "
+        "training loop, evaluation, plots, checkpoints and --resume are those of `rapgpt train`.",
+    )
+    p.add_argument("--base", required=True, metavar="RUN", help="the base run directory")
+    p.add_argument("--data", required=True, help="dataset directory with the base's tokenizer")
+    p.add_argument("--out", required=True, metavar="RUN2", help="adapter run directory")
+    p.add_argument("--config", metavar="FILE", help="TOML file of settings, named as the options below with _")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    add_flags(p, FinetuneConfig)
+    p.set_defaults(handler=_finetune)
+
+
+def _finetune(args: argparse.Namespace) -> None:
+    from rapgpt.finetune import RECORD, finetune
+    from rapgpt.options import flags_given
+    from rapgpt.train import resolve_run_config
+    from rapgpt.training.config import FinetuneConfig
+
+    flags = flags_given(args, FinetuneConfig)
+    config = resolve_run_config(FinetuneConfig, args.out, args.resume, args.config, flags, record=RECORD)
+    finetune(args.base, args.data, args.out, config, resume=args.resume)
+
+
 def _add_generate(sub) -> None:
     from rapgpt.generate.params import SamplingParams  # torch-free: the defaults shown below are the real ones
 
@@ -444,6 +473,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_collect,
     _add_prepare,
     _add_train,
+    _add_finetune,
     _add_generate,
     _add_merge,
     _add_eval,

@@ -37,12 +37,13 @@ from rapgpt.data.tokenizer import Tokenizer
 from rapgpt.errors import CheckpointError, ConfigError, RapgptError
 from rapgpt.fileio import atomic_write, atomic_write_json, read_json
 from rapgpt.model import GPT
+from rapgpt.training.config import DEFAULT_LORA_TARGETS
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_FORMAT = "rapgpt-lora/1"
 # The attention and MLP projections of every block; add "wte" to adapt the token embedding (and the tied head).
-DEFAULT_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+DEFAULT_TARGETS = DEFAULT_LORA_TARGETS
 
 
 def lora_scaling(alpha: float, rank: int, rslora: bool) -> float:

@@ -30,6 +30,8 @@ def _base_type(annotation: Any) -> tuple[type, bool]:
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         return args[0], True
+    if typing.get_origin(annotation) is tuple:  # tuple[str, ...]: a list of names
+        return tuple, False
     return annotation, False
 
 
@@ -52,6 +54,8 @@ def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
         if kind is bool:
             group.add_argument(flag_name(name), action=argparse.BooleanOptionalAction, **kwargs)
+        elif kind is tuple:
+            group.add_argument(flag_name(name), nargs="+", metavar="NAME", type=str, **kwargs)
         else:
             metavar = {int: "N", float: "X"}.get(kind, "NAME")
             group.add_argument(
@@ -77,6 +81,10 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 def _check_value(name: str, value: Any, kind: type, optional: bool, where: str) -> Any:
     if value is None and optional:
         return None
+    if kind is tuple:
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: {name} must be a list of strings, got {value!r}")
+        return tuple(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):

@@ -22,10 +22,11 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from rapgpt.checkpoint import CONFIG, read_run_config, save_run, save_weights
+from rapgpt.checkpoint import CONFIG, save_run, save_weights
 from rapgpt.data.dataset import TokenDataset
 from rapgpt.data.tokenizer import Tokenizer
 from rapgpt.errors import CheckpointError, ConfigError
+from rapgpt.fileio import read_json
 from rapgpt.model import GPT, preset_config
 from rapgpt.options import read_toml, resolve, to_dict
 from rapgpt.training.batches import WindowSampler, eval_windows
@@ -263,17 +264,18 @@ def fit(model: nn.Module, config: TrainConfig, train_tokens: np.ndarray, val_tok
 
 
 def resolve_run_config(cls: type[C], out: str | Path, resume: bool, config_file: str | Path | None = None,
-                       flags: dict[str, Any] | None = None) -> C:
-    """The settings of a run: defaults <- TOML file <- flags; a resumed run starts from the settings it recorded,
-    and refuses a change to any that shapes its trajectory (budgets, logging and hardware may change)."""
+                       flags: dict[str, Any] | None = None, record: str = CONFIG) -> C:
+    """The settings of a run: defaults <- TOML file <- flags; a resumed run starts from the settings it recorded
+    in `out/record`, and refuses a change to any that shapes its trajectory (budgets, logging and hardware may
+    change)."""
     layers, where = [], []
     recorded = None
     if resume:
-        recorded = read_run_config(out).get("train_config")
+        recorded = read_json(Path(out) / record, "the run's recorded settings", CheckpointError).get("train_config")
         if not isinstance(recorded, dict):
-            raise CheckpointError(f"{Path(out) / CONFIG} records no train_config: it was not written by training")
+            raise CheckpointError(f"{Path(out) / record} records no train_config: it was not written by training")
         layers.append(recorded)
-        where.append(str(Path(out) / CONFIG))
+        where.append(str(Path(out) / record))
     if config_file is not None:
         layers.append(read_toml(config_file))
         where.append(str(config_file))
@@ -281,6 +283,7 @@ def resolve_run_config(cls: type[C], out: str | Path, resume: bool, config_file:
     where.append("command line")
     config = resolve(cls, *layers, where=tuple(where))
     if recorded is not None:
+        recorded = to_dict(resolve(cls, recorded, where=(where[0],)))  # as the settings hold them (tuples, floats)
         changed = [k for k, v in to_dict(config).items() if k not in RESUMABLE_CHANGES and recorded.get(k) != v]
         if changed:
             first = changed[0]

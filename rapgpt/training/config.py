@@ -9,6 +9,8 @@ from rapgpt.options import setting
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BUDGETS = ("max_steps", "max_tokens", "max_epochs", "max_minutes")
+# The layers LoRA adapts unless told otherwise: attention and MLP projections (see `rapgpt.lora.select_targets`).
+DEFAULT_LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 
 
 @dataclass(frozen=True)
@@ -94,3 +96,21 @@ class PretrainConfig(TrainConfig):
     def model_overrides(self) -> dict[str, int | float]:
         sizes = {k: getattr(self, k) for k in ("block_size", "n_layer", "n_head", "n_embd")}
         return {"dropout": self.dropout, **{k: v for k, v in sizes.items() if v is not None}}
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(TrainConfig):
+    """Training settings for an adapter: a short warmup and no weight decay suit the few parameters, initialised
+    at zero, and the small single-artist datasets that LoRA is used with; the rest are the pretraining defaults."""
+
+    lr: float = setting(1e-3, "peak learning rate, reached after the warmup")
+    warmup_steps: int = setting(20, "steps of linear warmup from 0 to --lr")
+    weight_decay: float = setting(0.0, "AdamW weight decay, applied to weight matrices only")
+    eval_interval: int = setting(50, "evaluate, log and checkpoint every N steps")
+    rank: int = setting(8, "LoRA rank r")
+    alpha: float = setting(8.0, "LoRA alpha: the update is scaled by alpha/sqrt(r) (rsLoRA) or alpha/r")
+    rslora: bool = setting(True, "rank-stabilised scaling alpha/sqrt(r); --no-rslora for the original alpha/r")
+    lora_dropout: float = setting(0.0, "dropout on the input of the LoRA path of Linear layers")
+    targets: tuple[str, ...] = setting(
+        DEFAULT_LORA_TARGETS, "name patterns of the layers to adapt (add wte to adapt the token embedding too)"
+    )
