@@ -35,8 +35,34 @@ def _command(sub, name: str, summary: str, description: str | None = None) -> ar
     return sub.add_parser(name, help=summary, description=description or summary, formatter_class=_formatter)
 
 
+def _add_quickstart(sub) -> None:
+    p = _command(
+        sub, "quickstart", "Run the whole pipeline on the bundled sample corpus, then serve it in the browser.",
+        "Prepare the bundled sample corpus with one artist held out, pretrain a small character model on the "
+        "others, fine-tune a LoRA adapter on that artist, print lyrics from both, write an evaluation report and "
+        "serve both models in the browser. Everything lands in --out, as the individual commands would write it.",
+    )
+    p.add_argument("--out", default="runs/quickstart", help="directory for the datasets, runs and report")
+    p.add_argument("--artist", default="verbose-vance", help="the sample artist held out and fine-tuned on")
+    p.add_argument("--train-minutes", type=float, default=3.0, help="wall-clock budget of the pretraining")
+    p.add_argument("--finetune-minutes", type=float, default=1.0, help="wall-clock budget of the fine-tuning")
+    p.add_argument("--prompt", default="[Verse 1]\n", help="the start of the lyrics generated at the end")
+    p.add_argument("--no-eval", dest="evaluate", action="store_false", help="skip the evaluation report")
+    p.add_argument("--no-serve", dest="serve", action="store_false", help="stop after the report instead of serving")
+    p.add_argument("--port", type=int, default=8000, help="port to serve on (127.0.0.1)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+    def handler(args: argparse.Namespace) -> None:
+        from rapgpt.quickstart import quickstart
+
+        quickstart(args.out, args.artist, args.train_minutes, args.finetune_minutes, args.prompt,
+                   evaluate=args.evaluate, serve=args.serve, port=args.port, force=args.force)
+
+    p.set_defaults(handler=handler)
+
+
 def _add_collect(sub) -> None:
-    p = _command(sub, "collect", "collect lyrics from Genius into one Lyrics_<Artist>.json file per artist",
+    p = _command(sub, "collect", "Collect lyrics from Genius into one Lyrics_<Artist>.json file per artist.",
                  "Collect song lyrics from Genius into OUT/Lyrics_<Artist>.json (the lyricsgenius format that "
                  "`rapgpt prepare` reads). Running it again resumes: songs already saved are kept and skipped.")
     p.add_argument("--artist", action="append", required=True, metavar="NAME",
@@ -470,6 +496,7 @@ def _train(args: argparse.Namespace) -> None:
 
 # One entry per subcommand, in the order `rapgpt --help` lists them.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_quickstart,
     _add_collect,
     _add_prepare,
     _add_train,
