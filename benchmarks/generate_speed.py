@@ -21,6 +21,7 @@ import copy
 import string
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 
@@ -153,7 +154,7 @@ def main() -> None:
         for variant in args.variants:
             precision, quantize = VARIANTS[variant]
             model = prepare_for_inference(copy.deepcopy(base), PRECISIONS[precision], quantize)
-            ours = decode_rate(lambda n: rapgpt_run(model, tokenizer, [prompt], n), args.new_tokens, args.repeats)
+            ours = decode_rate(partial(rapgpt_run, model, tokenizer, [prompt]), args.new_tokens, args.repeats)
             floor = bandwidth / weight_bytes_per_token(base, precision, quantize)
             note = f"{ours / floor:.0%} of the bandwidth floor ({floor:.1f} tokens/s)"
             if variant == "int8":
@@ -162,7 +163,7 @@ def main() -> None:
             peer = None
             if not args.skip_peer:
                 hf = to_transformers(base, PRECISIONS[precision])
-                peer = decode_rate(lambda n: hf_run(hf, ids, n), args.new_tokens, args.repeats)
+                peer = decode_rate(partial(hf_run, hf, ids), args.new_tokens, args.repeats)
             row(preset, variant, "decode tok/s (b1) vs HF", ours, peer, note)
             if variant == "fp32":
                 fp32_rate = ours
@@ -174,10 +175,10 @@ def main() -> None:
                 row(preset, variant, "first token, 512 prompt (s)", ttft, peer_ttft, "lower is better")
                 prompts = [prompt_of(tokenizer, 16, salt=i) for i in range(8)]
                 batch_ids = torch.tensor([BatchDecoder(base, tokenizer, 1).encode_prompt(p) for p in prompts])
-                ours8 = decode_rate(lambda n: rapgpt_run(model, tokenizer, prompts, n), args.new_tokens,
-                                    args.repeats, batch=8)
+                ours8 = decode_rate(partial(rapgpt_run, model, tokenizer, prompts), args.new_tokens, args.repeats,
+                                    batch=8)
                 peer8 = None if args.skip_peer else decode_rate(
-                    lambda n: hf_run(hf, batch_ids, n), args.new_tokens, args.repeats, batch=8)
+                    partial(hf_run, hf, batch_ids), args.new_tokens, args.repeats, batch=8)
                 row(preset, variant, "decode tok/s (batch 8)", ours8, peer8)
 
 
