@@ -70,7 +70,8 @@ class _Sequence:
         self.generator = torch.Generator()
         self.seed = params.seed if params.seed is not None else self.generator.seed()
         self.generator.manual_seed(self.seed)
-        self.history = TokenHistory(context, vocab_size, params)
+        # The repetition penalty looks at the prompt's own tokens, not at the start token put before it.
+        self.history = TokenHistory(context if dropped else context[1:], vocab_size, params)
         self.text = TextStream(tokenizer, params.stop)
         self.cached = 0  # leading tokens of `context` whose keys and values are in the cache
         self.cancelled = False
@@ -171,7 +172,8 @@ class BatchDecoder:
         """The context is full: refill this slot's cache from the latest tokens, so generation can go on."""
         keep = max(1, int(self.context_length * SLIDE_KEEP))
         window = seq.context[-keep:-1]  # the last token is fed by the decoding step itself
-        self._prefill(slot, window)
+        if window:
+            self._prefill(slot, window)
         seq.cached = len(window)
 
     def _admit(self, seq: _Sequence, logits: list[torch.Tensor]) -> torch.Tensor:
