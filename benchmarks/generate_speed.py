@@ -12,12 +12,17 @@ an N-token run minus a 1-token run, so that the prompt's prefill is left out for
 
     python benchmarks/generate_speed.py                  # the full table (several minutes on 2 cores)
     python benchmarks/generate_speed.py --new-tokens 32 --models char-10m   # a quick look
+
+On a machine shared with other work, compare --threads 1: with two threads, every parallel region waits for the
+thread the scheduler parked, and the timings then measure the contention more than the code. `--threads 1
+--clock cpu` counts CPU time instead of wall time, leaving out the time spent waiting for a core.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
 import string
 import time
 from collections.abc import Callable
@@ -50,12 +55,15 @@ def to_transformers(model: GPT, dtype: torch.dtype):
     return hf.to(dtype).eval()
 
 
+CLOCK = time.perf_counter  # or time.process_time: see --clock
+
+
 def best_time(run: Callable[[], object], repeats: int) -> float:
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = CLOCK()
         run()
-        times.append(time.perf_counter() - start)
+        times.append(CLOCK() - start)
     return min(times)
 
 
@@ -130,14 +138,24 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["gpt2", "char-10m"])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--new-tokens", type=int, default=256)
+    ap.add_argument("--new-tokens", type=int, default=256, help="tokens generated at batch 1")
+    ap.add_argument("--batch-new-tokens", type=int, default=64, help="tokens generated per sequence at batch 8")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--skip-peer", action="store_true", help="measure rapgpt alone")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: count the process's CPU time, not the time it waited for a core (one thread only)")
     args = ap.parse_args()
+    if args.clock == "cpu":
+        if args.threads != 1:
+            ap.error("--clock cpu needs --threads 1 (with more threads, CPU time adds up the threads' spinning)")
+        global CLOCK
+        CLOCK = time.process_time
     torch.set_num_threads(args.threads)
+    started = time.perf_counter()
     bandwidth = copy_bandwidth()
-    print(f"threads {args.threads}, copy bandwidth (read + write) {bandwidth / 1e9:.1f} GB/s, "
-          f"{args.new_tokens} new tokens, best of {args.repeats}\n")
+    print(f"{args.clock} clock, threads {args.threads}, copy bandwidth (read + write) {bandwidth / 1e9:.1f} GB/s, {args.new_tokens} new "
+          f"tokens at batch 1 and {args.batch_new_tokens} at batch 8, best of {args.repeats}, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     header = f"{'model':9} {'variant':7} {'measure':26} {'rapgpt':>10} {'peer':>10} {'ratio':>7}  note"
     print(header + "\n" + "-" * len(header))
 
@@ -150,20 +168,21 @@ def main() -> None:
         base, tokenizer = setup(preset)
         prompt = prompt_of(tokenizer, 16)
         ids = torch.tensor([BatchDecoder(base, tokenizer, 1).encode_prompt(prompt)])
+        new_tokens = min(args.new_tokens, base.config.block_size - ids.size(1))  # the peer cannot go past its context
         fp32_rate = None
         for variant in args.variants:
             precision, quantize = VARIANTS[variant]
             model = prepare_for_inference(copy.deepcopy(base), PRECISIONS[precision], quantize)
-            ours = decode_rate(partial(rapgpt_run, model, tokenizer, [prompt]), args.new_tokens, args.repeats)
+            ours = decode_rate(partial(rapgpt_run, model, tokenizer, [prompt]), new_tokens, args.repeats)
             floor = bandwidth / weight_bytes_per_token(base, precision, quantize)
-            note = f"{ours / floor:.0%} of the bandwidth floor ({floor:.1f} tokens/s)"
+            note = f"{ours / floor:.0%} of the bandwidth floor ({floor:.1f} tokens/s), {new_tokens} tokens"
             if variant == "int8":
                 row(preset, variant, "decode tok/s (b1) vs fp32", ours, fp32_rate, note)
                 continue
             peer = None
             if not args.skip_peer:
                 hf = to_transformers(base, PRECISIONS[precision])
-                peer = decode_rate(partial(hf_run, hf, ids), args.new_tokens, args.repeats)
+                peer = decode_rate(partial(hf_run, hf, ids), new_tokens, args.repeats)
             row(preset, variant, "decode tok/s (b1) vs HF", ours, peer, note)
             if variant == "fp32":
                 fp32_rate = ours
@@ -175,11 +194,12 @@ def main() -> None:
                 row(preset, variant, "first token, 512 prompt (s)", ttft, peer_ttft, "lower is better")
                 prompts = [prompt_of(tokenizer, 16, salt=i) for i in range(8)]
                 batch_ids = torch.tensor([BatchDecoder(base, tokenizer, 1).encode_prompt(p) for p in prompts])
-                ours8 = decode_rate(partial(rapgpt_run, model, tokenizer, prompts), args.new_tokens, args.repeats,
-                                    batch=8)
+                ours8 = decode_rate(partial(rapgpt_run, model, tokenizer, prompts), args.batch_new_tokens,
+                                    args.repeats, batch=8)
                 peer8 = None if args.skip_peer else decode_rate(
-                    partial(hf_run, hf, batch_ids), args.new_tokens, args.repeats, batch=8)
+                    partial(hf_run, hf, batch_ids), args.batch_new_tokens, args.repeats, batch=8)
                 row(preset, variant, "decode tok/s (batch 8)", ours8, peer8)
+    print(f"\n({time.perf_counter() - started:.0f} s)")
 
 
 if __name__ == "__main__":
