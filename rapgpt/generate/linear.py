@@ -5,6 +5,9 @@ are read from memory. On CPU, `F.linear` with one bf16 row takes a slow matrix-v
 once into oneDNN's blocked layout is read at memory speed. Weight-only int8 halves the bytes again, while the
 activations, the residual stream and the KV cache keep the model's precision: the quantization error then stays
 in the weights, where one scale per output channel bounds it to half a step of that channel's own range.
+
+PyTorch's dynamic quantization has a faster int8 kernel, but it rounds each layer's input to int8 with one scale
+for the whole batch: it cost more perplexity, and it would make a sequence's output depend on its batch-mates.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ def can_pack(dtype: torch.dtype) -> bool:
 
 
 class PackedLinear(nn.Module):
-    """`nn.Linear` with its weight prepacked for oneDNN (the packed layout serves inference only)."""
+    """`nn.Linear` with its weight prepacked for oneDNN (the packed layout serves inference only). A tied output
+    head becomes a packed copy beside the embedding it shares weights with: memory spent for speed."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
