@@ -7,20 +7,29 @@ memory-bandwidth floor (weight bytes read per token over the copy bandwidth meas
 first token for a 512-token prompt; and tokens/s at batch 8.
 
 Weights are random (speed does not depend on them), with the end-of-text embedding zeroed so that greedy decoding
-never stops early. Each figure is the best of --repeats runs, and decode speed is (N - 1) tokens over the time of
-an N-token run minus a 1-token run, so that the prompt's prefill is left out for both sides alike.
+never stops early. Decode speed is (N - 1) tokens over the time of an N-token run minus a 1-token run, so that the
+prompt's prefill is left out for both sides alike. Each time is the best of --repeats rounds, and each round runs
+every contender in turn, so that a busy spell on the machine slows all of them alike. The floor uses the best copy
+bandwidth seen during the run.
 
     python benchmarks/generate_speed.py                  # the full table (several minutes on 2 cores)
     python benchmarks/generate_speed.py --new-tokens 32 --models char-10m   # a quick look
+
+On a machine shared with other work, compare --threads 1: with two threads, every parallel region waits for the
+thread the scheduler parked, and the timings then measure the contention more than the code. `--threads 1
+--clock cpu` counts CPU time instead of wall time, leaving out the time spent waiting for a core.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import math
+import os
 import string
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 
@@ -49,13 +58,19 @@ def to_transformers(model: GPT, dtype: torch.dtype):
     return hf.to(dtype).eval()
 
 
-def best_time(run: Callable[[], object], repeats: int) -> float:
-    times = []
+CLOCK = time.perf_counter  # or time.process_time: see --clock
+
+
+def best_times(runs: dict, repeats: int) -> dict:
+    """The best time of each run over `repeats` rounds that take every run in turn, so that a busy spell on a
+    shared machine slows every side alike."""
+    best = dict.fromkeys(runs, math.inf)
     for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for key, run in runs.items():
+            start = CLOCK()
+            run()
+            best[key] = min(best[key], CLOCK() - start)
+    return best
 
 
 def rapgpt_run(model: GPT, tokenizer: Tokenizer, prompts: list[str], new_tokens: int) -> Callable[[], None]:
@@ -82,18 +97,27 @@ def hf_run(hf, ids: torch.Tensor, new_tokens: int) -> Callable[[], None]:
     return run
 
 
-def decode_rate(make: Callable[[int], Callable[[], None]], new_tokens: int, repeats: int, batch: int = 1) -> float:
-    """Generated tokens per second once the prompt is in: an N-token run minus a 1-token run."""
-    make(2)()  # warm-up
-    full, first = best_time(make(new_tokens), repeats), best_time(make(1), repeats)
-    return batch * (new_tokens - 1) / (full - first)
+def decode_rates(makers: dict, new_tokens: int, repeats: int, batch: int = 1) -> dict:
+    """Generated tokens per second once the prompt is in, for each maker of runs: an N-token run minus a
+    1-token run, both the best of `repeats`."""
+    runs = {}
+    for key, make in makers.items():
+        make(2)()  # warm-up
+        runs[key, new_tokens], runs[key, 1] = make(new_tokens), make(1)
+    best = best_times(runs, repeats)
+    return {key: batch * (new_tokens - 1) / (best[key, new_tokens] - best[key, 1]) for key in makers}
 
 
 def copy_bandwidth(nbytes: int = 512 * 2**20, repeats: int = 5) -> float:
     """Bytes per second moved by a large copy, read + write (the buffers are far larger than the caches)."""
     src = torch.ones(nbytes // 4)
     dst = torch.empty_like(src)
-    return 2 * nbytes / best_time(lambda: dst.copy_(src), repeats)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - start)
+    return 2 * nbytes / best
 
 
 def weight_bytes_per_token(model: GPT, precision: str, quantize: str | None) -> int:
@@ -104,7 +128,7 @@ def weight_bytes_per_token(model: GPT, precision: str, quantize: str | None) -> 
     return per_weight * (c.n_layer * 12 * c.n_embd**2 + c.vocab_size * c.n_embd)
 
 
-def setup(preset: str) -> tuple[GPT, Tokenizer, list[int]]:
+def setup(preset: str) -> tuple[GPT, Tokenizer]:
     tokenizer = GPT2Tokenizer() if preset.startswith("gpt2") else CharTokenizer(list(string.printable[:-5]))
     torch.manual_seed(0)
     model = GPT(preset_config(preset, tokenizer.vocab_size, dropout=0.0)).eval()
@@ -129,57 +153,72 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["gpt2", "char-10m"])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
-    ap.add_argument("--new-tokens", type=int, default=256)
+    ap.add_argument("--new-tokens", type=int, default=256, help="tokens generated at batch 1")
+    ap.add_argument("--batch-new-tokens", type=int, default=64, help="tokens generated per sequence at batch 8")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--skip-peer", action="store_true", help="measure rapgpt alone")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: count the process's CPU time, not the time it waited for a core (one thread only)")
     args = ap.parse_args()
+    if args.clock == "cpu":
+        if args.threads != 1:
+            ap.error("--clock cpu needs --threads 1 (with more threads, CPU time adds up the threads' spinning)")
+        global CLOCK
+        CLOCK = time.process_time
     torch.set_num_threads(args.threads)
+    started = time.perf_counter()
     bandwidth = copy_bandwidth()
-    print(f"threads {args.threads}, copy bandwidth (read + write) {bandwidth / 1e9:.1f} GB/s, "
-          f"{args.new_tokens} new tokens, best of {args.repeats}\n")
-    header = f"{'model':9} {'variant':7} {'measure':26} {'rapgpt':>10} {'peer':>10} {'ratio':>7}  note"
+    print(f"{args.clock} clock, threads {args.threads}, {args.new_tokens} new tokens at batch 1 and "
+          f"{args.batch_new_tokens} at batch 8, best of {args.repeats}, load average {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} CPUs\n")
+    header = f"{'model':9} {'variant':7} {'measure':27} {'rapgpt':>9} {'peer':>9} {'ratio':>7}  note"
     print(header + "\n" + "-" * len(header))
 
     def row(preset, variant, measure, ours, peer, note=""):
         ratio = f"{ours / peer:6.2f}x" if peer else ""
-        peer_text = f"{peer:10.2f}" if peer else f"{'':10}"
-        print(f"{preset:9} {variant:7} {measure:26} {ours:10.2f} {peer_text} {ratio:>7}  {note}", flush=True)
+        peer_text = f"{peer:9.2f}" if peer else f"{'':9}"
+        print(f"{preset:9} {variant:7} {measure:27} {ours:9.2f} {peer_text} {ratio:>7}  {note}", flush=True)
 
     for preset in args.models:
         base, tokenizer = setup(preset)
         prompt = prompt_of(tokenizer, 16)
         ids = torch.tensor([BatchDecoder(base, tokenizer, 1).encode_prompt(prompt)])
-        fp32_rate = None
-        for variant in args.variants:
-            precision, quantize = VARIANTS[variant]
-            model = prepare_for_inference(copy.deepcopy(base), PRECISIONS[precision], quantize)
-            ours = decode_rate(lambda n: rapgpt_run(model, tokenizer, [prompt], n), args.new_tokens, args.repeats)
+        new_tokens = min(args.new_tokens, base.config.block_size - ids.size(1))  # the peer cannot go past its context
+        models = {v: prepare_for_inference(copy.deepcopy(base), PRECISIONS[VARIANTS[v][0]], VARIANTS[v][1])
+                  for v in args.variants}
+        peers = {} if args.skip_peer else {
+            v: to_transformers(base, PRECISIONS[VARIANTS[v][0]]) for v in args.variants if not VARIANTS[v][1]}
+        makers = {("rapgpt", v): partial(rapgpt_run, m, tokenizer, [prompt]) for v, m in models.items()}
+        makers |= {("peer", v): partial(hf_run, hf, ids) for v, hf in peers.items()}
+        rates = decode_rates(makers, new_tokens, args.repeats)
+        bandwidth = max(bandwidth, copy_bandwidth())  # the best seen in the run: the floor is not flattered
+        for v in args.variants:
+            precision, quantize = VARIANTS[v]
+            ours = rates["rapgpt", v]
             floor = bandwidth / weight_bytes_per_token(base, precision, quantize)
-            note = f"{ours / floor:.0%} of the bandwidth floor ({floor:.1f} tokens/s)"
-            if variant == "int8":
-                row(preset, variant, "decode tok/s (b1) vs fp32", ours, fp32_rate, note)
-                continue
-            peer = None
-            if not args.skip_peer:
-                hf = to_transformers(base, PRECISIONS[precision])
-                peer = decode_rate(lambda n: hf_run(hf, ids, n), args.new_tokens, args.repeats)
-            row(preset, variant, "decode tok/s (b1) vs HF", ours, peer, note)
-            if variant == "fp32":
-                fp32_rate = ours
-            if preset == "gpt2":
-                long_prompt = prompt_of(tokenizer, 512, salt=1)
-                long_ids = torch.tensor([BatchDecoder(base, tokenizer, 1).encode_prompt(long_prompt)])
-                ttft = best_time(rapgpt_run(model, tokenizer, [long_prompt], 1), args.repeats)
-                peer_ttft = None if args.skip_peer else best_time(hf_run(hf, long_ids, 1), args.repeats)
-                row(preset, variant, "first token, 512 prompt (s)", ttft, peer_ttft, "lower is better")
-                prompts = [prompt_of(tokenizer, 16, salt=i) for i in range(8)]
-                batch_ids = torch.tensor([BatchDecoder(base, tokenizer, 1).encode_prompt(p) for p in prompts])
-                ours8 = decode_rate(lambda n: rapgpt_run(model, tokenizer, prompts, n), args.new_tokens,
-                                    args.repeats, batch=8)
-                peer8 = None if args.skip_peer else decode_rate(
-                    lambda n: hf_run(hf, batch_ids, n), args.new_tokens, args.repeats, batch=8)
-                row(preset, variant, "decode tok/s (batch 8)", ours8, peer8)
-
+            note = f"{ours / floor:4.0%} of the bandwidth floor ({floor:.0f} tok/s), {new_tokens} tokens"
+            if quantize:
+                row(preset, v, "decode tok/s (b1) vs fp32", ours, rates.get(("rapgpt", "fp32")), note)
+            else:
+                row(preset, v, "decode tok/s (b1) vs HF", ours, rates.get(("peer", v)), note)
+        if preset != "gpt2":
+            continue
+        long_prompt = prompt_of(tokenizer, 512, salt=1)
+        long_ids = torch.tensor([BatchDecoder(base, tokenizer, 1).encode_prompt(long_prompt)])
+        runs = {("rapgpt", v): rapgpt_run(m, tokenizer, [long_prompt], 1) for v, m in models.items()}
+        runs |= {("peer", v): hf_run(hf, long_ids, 1) for v, hf in peers.items()}
+        ttft = best_times(runs, args.repeats)
+        for v in args.variants:
+            row(preset, v, "first token, 512 prompt (s)", ttft["rapgpt", v], ttft.get(("peer", v)), "lower is better")
+        prompts = [prompt_of(tokenizer, 16, salt=i) for i in range(8)]
+        batch_ids = torch.tensor([BatchDecoder(base, tokenizer, 1).encode_prompt(p) for p in prompts])
+        makers = {("rapgpt", v): partial(rapgpt_run, m, tokenizer, prompts) for v, m in models.items()}
+        makers |= {("peer", v): partial(hf_run, hf, batch_ids) for v, hf in peers.items()}
+        rates8 = decode_rates(makers, args.batch_new_tokens, args.repeats, batch=8)
+        for v in args.variants:
+            row(preset, v, "decode tok/s (batch 8)", rates8["rapgpt", v], rates8.get(("peer", v)))
+    print(f"\ncopy bandwidth (read + write), the best seen: {bandwidth / 1e9:.1f} GB/s; "
+          f"{time.perf_counter() - started:.0f} s in all")
 
 if __name__ == "__main__":
     main()

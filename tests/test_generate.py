@@ -28,17 +28,21 @@ def model(tok, tiny_config) -> GPT:
 
 
 def naive_greedy(model: GPT, ids: list[int], n: int) -> list[int]:
-    """Greedy decoding by recomputing the whole context at every step, without a cache."""
-    ids = list(ids)
+    """Greedy decoding by recomputing the whole context at every step, without a cache. Past the context, the
+    window jumps to its latest SLIDE_KEEP tokens and grows from there, as the decoder's cache does."""
+    block, keep = model.config.block_size, int(model.config.block_size * SLIDE_KEEP)
+    window = list(ids[-block:])
     out = []
     with torch.no_grad():
         for _ in range(n):
-            logits, _ = model(torch.tensor([ids[-model.config.block_size :]]))
+            logits, _ = model(torch.tensor([window]))
             token = int(logits[0, -1].argmax())
             if token == 0:
                 break
             out.append(token)
-            ids.append(token)
+            window.append(token)
+            if len(window) > block:
+                window = window[-keep:]
     return out
 
 
@@ -184,7 +188,7 @@ def test_a_prompt_longer_than_the_context_is_kept_from_the_end_with_a_notice(mod
         (c,) = generate(model, tok, [prompt], GREEDY)
     assert "longer than the model's context" in caplog.text
     assert c.prompt_tokens == block and c.dropped_prompt_tokens == len(prompt) + 1 - block
-    assert c.tokens == naive_greedy(model, tok.encode(prompt)[-block:], GREEDY.max_new_tokens)
+    assert c.tokens == naive_greedy(model, tok.encode(prompt), GREEDY.max_new_tokens)
 
 
 def test_characters_outside_a_char_models_vocabulary_are_rejected_naming_them(model, tok):
@@ -199,3 +203,10 @@ def test_tokens_beyond_the_tokenizers_vocabulary_are_never_sampled(tok):
         padded.transformer.wte.weight[tok.vocab_size :] *= 50  # padding rows that would dominate the logits
     completions = generate(padded, tok, ["ab"] * 4, SamplingParams(temperature=2.0, top_p=None, seed=0))
     assert all(0 < t < tok.vocab_size for c in completions for t in c.tokens)
+
+
+def test_a_context_of_two_tokens_still_slides(tok):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=2, n_layer=1, n_head=2, n_embd=16)).eval()
+    (c,) = generate(model, tok, ["abc"], SamplingParams(temperature=0, max_new_tokens=9))
+    assert c.tokens == naive_greedy(model, tok.encode("abc"), 9)

@@ -153,7 +153,7 @@ def test_load_for_inference_reads_a_run_and_reports_its_memory(tmp_path, trained
 
 def test_sizes_are_shown_in_readable_units():
     assert [format_bytes(n) for n in (512, 8 * 1024, 16 * 2**20, 3 * 2**30)] == [
-        "512 B", "8.0 KiB", "16.0 MiB", "3.00 GiB"]
+        "512 B", "8.0 KiB", "16.0 MiB", "3.0 GiB"]
 
 
 def test_unknown_precision_or_quantization_is_rejected(tmp_path):

@@ -11,13 +11,12 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
 from rapgpt.data.tokenizer import EOT_TEXT
 from rapgpt.errors import ConfigError
-from rapgpt.generate.decoder import BatchDecoder, Completion
+from rapgpt.generate.decoder import BatchDecoder, Completion, nth_sample_params
 from rapgpt.generate.inference import cache_nbytes, format_bytes, load_for_inference
 from rapgpt.generate.params import SamplingParams
 
@@ -47,8 +46,7 @@ def generate_command(
         decoder = BatchDecoder(gpt, tokenizer, max_batch=min(num_samples, MAX_BATCH))
         if cache_info:
             print(_cache_report(decoder, precision), file=err)
-        seeds = [None if params.seed is None else params.seed + i for i in range(num_samples)]
-        ids = [decoder.add(prompt, replace(params, seed=seed)) for seed in seeds]
+        ids = [decoder.add(prompt, nth_sample_params(params, i)) for i in range(num_samples)]
         start = time.perf_counter()
         completions = _show(decoder, ids, prompt, out)
         elapsed = time.perf_counter() - start

@@ -20,7 +20,8 @@ from dataclasses import dataclass, replace
 import torch
 
 from rapgpt.data.tokenizer import CharTokenizer, Tokenizer
-from rapgpt.generate.sampling import SamplingParams, TokenHistory, sample_token
+from rapgpt.generate.params import SamplingParams
+from rapgpt.generate.sampling import TokenHistory, sample_token
 from rapgpt.generate.text import TextStream
 from rapgpt.model import GPT, KVCache
 
@@ -70,13 +71,15 @@ class _Sequence:
         self.generator = torch.Generator()
         self.seed = params.seed if params.seed is not None else self.generator.seed()
         self.generator.manual_seed(self.seed)
-        self.history = TokenHistory(context, vocab_size, params)
+        # The repetition penalty looks at the prompt's own tokens, not at the start token put before it.
+        self.history = TokenHistory(context if dropped else context[1:], vocab_size, params)
         self.text = TextStream(tokenizer, params.stop)
         self.cached = 0  # leading tokens of `context` whose keys and values are in the cache
         self.cancelled = False
 
     def completion(self, finish_reason: str) -> Completion:
-        return Completion(self.text.text, self.tokens, finish_reason, self.prompt_tokens, self.dropped, self.seed)
+        return Completion(self.text.text, list(self.tokens), finish_reason, self.prompt_tokens, self.dropped,
+                          self.seed)
 
 
 class BatchDecoder:
@@ -171,7 +174,8 @@ class BatchDecoder:
         """The context is full: refill this slot's cache from the latest tokens, so generation can go on."""
         keep = max(1, int(self.context_length * SLIDE_KEEP))
         window = seq.context[-keep:-1]  # the last token is fed by the decoding step itself
-        self._prefill(slot, window)
+        if window:
+            self._prefill(slot, window)
         seq.cached = len(window)
 
     def _admit(self, seq: _Sequence, logits: list[torch.Tensor]) -> torch.Tensor:
@@ -233,7 +237,7 @@ def generate(
     """Continue each prompt, up to `max_batch` at a time. With a seed, prompt i samples with seed + i, so that
     several samples of one prompt differ and each is reproducible alone."""
     decoder = BatchDecoder(model, tokenizer, max_batch=max(1, min(max_batch, len(prompts))))
-    ids = [decoder.add(p, _nth_seed(params, i)) for i, p in enumerate(prompts)]
+    ids = [decoder.add(p, nth_sample_params(params, i)) for i, p in enumerate(prompts)]
     done: dict[int, Completion] = {}
     while decoder.has_work:
         done.update((e.seq_id, e.completion) for e in decoder.step() if e.completion is not None)
@@ -253,5 +257,6 @@ def stream(model: GPT, tokenizer: Tokenizer, prompt: str, params: SamplingParams
             return event.completion
 
 
-def _nth_seed(params: SamplingParams, i: int) -> SamplingParams:
+def nth_sample_params(params: SamplingParams, i: int) -> SamplingParams:
+    """The settings of the i-th of several samples: seed + i, so that samples differ yet each reproduces alone."""
     return params if params.seed is None else replace(params, seed=(params.seed + i) % 2**63)

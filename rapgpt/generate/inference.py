@@ -50,7 +50,7 @@ def prepare_for_inference(model: GPT, dtype: torch.dtype, quantize: str | None =
     """Convert `model` in place to `dtype` with CPU-fast Linear layers; with quantize="int8", every Linear and the
     tied embedding/output matrix hold int8 weights with per-channel scales."""
     model.eval()
-    if quantize == "int8":
+    if quantize == "int8":  # quantized from the float32 weights, before the cast rounds them
         int8 = {n: Int8Linear.from_linear(m, dtype) for n, m in _linears(model) if m.in_features % INT8_BLOCK == 0}
         model.to(dtype)
         _swap(model, lambda name, m: int8.get(name, m))
@@ -87,8 +87,7 @@ def model_nbytes(model: nn.Module) -> int:
 
 def cache_nbytes(config: GPTConfig, batch: int, dtype: torch.dtype) -> int:
     """The KV cache's size: batch x layers x heads x context x head_dim x 2 (K and V) x bytes per element."""
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    return batch * config.n_layer * config.n_head * config.block_size * config.head_dim * 2 * itemsize
+    return batch * config.n_layer * config.n_head * config.block_size * config.head_dim * 2 * dtype.itemsize
 
 
 def memory_report(model: GPT, precision: str, quantize: str | None) -> str:
@@ -99,8 +98,11 @@ def memory_report(model: GPT, precision: str, quantize: str | None) -> str:
 
 
 def format_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB"):
-        if n < 1024:
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
-        n /= 1024
-    return f"{n:.2f} GiB"
+    if n < 1024:
+        return f"{n} B"
+    size, unit = n / 1024, "KiB"
+    for bigger in ("MiB", "GiB"):
+        if size < 1024:
+            break
+        size, unit = size / 1024, bigger
+    return f"{size:.1f} {unit}"
