@@ -374,6 +374,8 @@ def _add_generate(sub) -> None:
         "<|endoftext|>.",
     )
     p.add_argument("--model", required=True, type=Path, metavar="RUN", help="run directory of a trained model")
+    p.add_argument("--adapter", type=Path, metavar="RUN2",
+                   help="a LoRA adapter directory (from `rapgpt finetune`) trained on RUN, merged in before generating")
     p.add_argument("--prompt", default="", type=_unescape, metavar="TEXT",
                    help="the start of the lyrics (\\n is a line break); empty starts a song from scratch")
     p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, metavar="N",
@@ -419,7 +421,7 @@ def _generate(args: argparse.Namespace) -> None:
         presence_penalty=args.presence_penalty, stop=tuple(args.stop), seed=args.seed,
     )
     generate_command(args.model, args.prompt, params, args.num_samples, args.precision, args.quantize,
-                     args.cache_info)
+                     args.cache_info, args.adapter)
 
 
 def _add_eval(sub) -> None:

@@ -115,3 +115,23 @@ def test_cli_finetune_takes_targets_and_resumes_with_its_recorded_settings(base_
     resumed = cli("--resume", "--max-steps", "6")
     assert resumed.returncode == 0, resumed.stderr
     assert read_metrics(tmp_path / "lora" / "metrics.jsonl")[-1]["step"] == 6
+
+
+def test_generate_with_an_adapter_writes_what_the_merged_model_writes(base_run, tmp_path):
+    _, tokenizer, _ = load_run(base_run)
+    data = write_artist_dataset(tmp_path / "artist", tokenizer)
+    finetune(base_run, data, tmp_path / "lora", FinetuneConfig(max_steps=20, eval_interval=20, lr=1e-2, **TINY))
+
+    def rapgpt(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "rapgpt", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    rapgpt("merge", "--base", str(base_run), "--adapter", str(tmp_path / "lora"), "--out", str(tmp_path / "merged"))
+    greedy = ["--prompt", "glim", "--temperature", "0", "--max-new-tokens", "40"]
+    adapted = rapgpt("generate", "--model", str(base_run), "--adapter", str(tmp_path / "lora"), *greedy)
+    merged = rapgpt("generate", "--model", str(tmp_path / "merged"), *greedy)
+    plain = rapgpt("generate", "--model", str(base_run), *greedy)
+    assert adapted == merged and adapted.startswith("glim")
+    assert adapted != plain  # the adapter learned the artist's line

@@ -32,17 +32,18 @@ def generate_command(
     precision: str = "fp32",
     quantize: str | None = None,
     cache_info: bool = False,
+    adapter: Path | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> list[Completion]:
-    """Generate `num_samples` continuations of `prompt` with the run in `model`; sample i uses seed + i.
-    The lyrics go to `out`, diagnostics to `err` (stdout and stderr by default)."""
+    """Generate `num_samples` continuations of `prompt` with the run in `model` (and a LoRA `adapter` trained on
+    it); sample i uses seed + i. The lyrics go to `out`, diagnostics to `err` (stdout and stderr by default)."""
     params = params or SamplingParams()
     out, err = out or sys.stdout, err or sys.stderr
     if num_samples < 1:
         raise ConfigError(f"num_samples must be a positive integer, got {num_samples}")
     with _diagnostics_to(err):
-        gpt, tokenizer = load_for_inference(model, precision, quantize)
+        gpt, tokenizer = load_for_inference(model, precision, quantize, adapter=adapter)
         decoder = BatchDecoder(gpt, tokenizer, max_batch=min(num_samples, MAX_BATCH))
         if cache_info:
             print(_cache_report(decoder, precision), file=err)

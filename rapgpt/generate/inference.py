@@ -22,14 +22,23 @@ QUANTIZATIONS = ("int8",)
 
 
 def load_for_inference(
-    run_dir: str | Path, precision: str = "fp32", quantize: str | None = None, weights: str = WEIGHTS
+    run_dir: str | Path,
+    precision: str = "fp32",
+    quantize: str | None = None,
+    weights: str = WEIGHTS,
+    adapter: str | Path | None = None,
 ) -> tuple[GPT, Tokenizer]:
-    """A run's model ready to generate on CPU (eval mode, inference-only layers), and its tokenizer."""
+    """A run's model ready to generate on CPU (eval mode, inference-only layers), and its tokenizer; with
+    `adapter`, a LoRA adapter trained on the run is merged into the weights first."""
     dtype = precision_dtype(precision)
     check_quantize(quantize)
-    model, tokenizer, _ = load_run(run_dir, "cpu", weights=weights)
-    # The weights are final from here on: anything that changes them (such as merging a fine-tuned adapter into
-    # them) belongs before this line, since packed and quantized layers cannot be trained or merged into.
+    if adapter is None:
+        model, tokenizer, _ = load_run(run_dir, "cpu", weights=weights)
+    else:
+        from rapgpt.lora import load_adapted_run
+
+        model, tokenizer, _ = load_adapted_run(run_dir, adapter, merge=True)
+    # The weights are final from here on: packed and quantized layers cannot be trained or merged into.
     model = prepare_for_inference(model, dtype, quantize)
     log.info("%s", memory_report(model, precision, quantize))
     return model, tokenizer

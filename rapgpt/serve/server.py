@@ -58,17 +58,15 @@ def base_name(run_dir: str | Path) -> str:
 def load_models(run_dir: str | Path, adapters: dict[str, Path], precision: str = "fp32",
                 quantize: str | None = None) -> list[ServedModel]:
     """The base model, then one merged model per adapter, each prepared for inference."""
-    from rapgpt.generate.inference import load_for_inference, precision_dtype, prepare_for_inference
-    from rapgpt.lora import load_adapted_run
+    from rapgpt.generate.inference import load_for_inference
 
     base = base_name(run_dir)
     model, tokenizer = load_for_inference(run_dir, precision, quantize)
     served = [ServedModel(base, model, tokenizer)]
     for name, adapter_dir in adapters.items():
-        merged, adapter_tokenizer, _ = load_adapted_run(run_dir, adapter_dir, merge=True)
+        merged, adapter_tokenizer = load_for_inference(run_dir, precision, quantize, adapter=adapter_dir)
         if adapter_tokenizer != tokenizer:
             raise ConfigError(f"adapter {name!r} uses another tokenizer than the base model {run_dir}")
-        merged = prepare_for_inference(merged, precision_dtype(precision), quantize)
         served.append(ServedModel(name, merged, tokenizer, parent=base))
         log.info("adapter %s from %s merged into its own copy of %s", name, adapter_dir, base)
     return served
