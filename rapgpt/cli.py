@@ -46,7 +46,7 @@ def _add_quickstart(sub) -> None:
     p.add_argument("--artist", default="verbose-vance", help="the sample artist held out and fine-tuned on")
     p.add_argument("--train-minutes", type=float, default=3.0, help="wall-clock budget of the pretraining")
     p.add_argument("--finetune-minutes", type=float, default=1.0, help="wall-clock budget of the fine-tuning")
-    p.add_argument("--prompt", default="[Verse 1]\n", help="the start of the lyrics generated at the end")
+    p.add_argument("--prompt", default="", help="the start of the lyrics generated at the end (empty: a new song)")
     p.add_argument("--no-eval", dest="evaluate", action="store_false", help="skip the evaluation report")
     p.add_argument("--no-serve", dest="serve", action="store_false", help="stop after the report instead of serving")
     p.add_argument("--port", type=int, default=8000, help="port to serve on (127.0.0.1)")

@@ -16,7 +16,7 @@ from rapgpt.errors import ConfigError
 from rapgpt.training.config import FinetuneConfig, PretrainConfig
 
 DEFAULT_ARTIST = "verbose-vance"
-DEFAULT_PROMPT = "[Verse 1]\n"
+DEFAULT_PROMPT = ""  # the start of a song: the model writes from the end-of-text token
 
 # A model that learns the sample corpus's spelling and line shapes within minutes on two cores: smaller and with
 # a shorter context than char-10m, trained with a large learning rate and some dropout for the small corpus.
