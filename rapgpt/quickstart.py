@@ -78,7 +78,7 @@ def quickstart(
         _step("5/5 evaluating the base model and the adapter")
         report = evaluate_run(base, all_data, out / "report", adapter=adapter, artist=artist,
                               num_samples=2, max_new_tokens=200, reference_chunks=120, chunk_lines=4)
-        print(f"report written to {report / 'report.md'}")
+        print(f"report written to {report}")
     if serve:
         from rapgpt.serve.server import serve as serve_models
 
