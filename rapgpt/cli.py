@@ -403,6 +403,8 @@ def _add_generate(sub) -> None:
     p.add_argument("--quantize", choices=("int8",), default=None,
                    help="int8 weights with per-channel scales (a quarter of fp32's memory, activations in --precision)")
     p.add_argument("--cache-info", action="store_true", help="print the KV cache's size and its formula to stderr")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads (default: all cores); on a machine busy with other work, 1 is often faster")
     p.set_defaults(handler=_generate)
 
 
@@ -421,7 +423,7 @@ def _generate(args: argparse.Namespace) -> None:
         presence_penalty=args.presence_penalty, stop=tuple(args.stop), seed=args.seed,
     )
     generate_command(args.model, args.prompt, params, args.num_samples, args.precision, args.quantize,
-                     args.cache_info, args.adapter)
+                     args.cache_info, adapter=args.adapter, threads=args.threads)
 
 
 def _add_eval(sub) -> None:

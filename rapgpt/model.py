@@ -134,20 +134,28 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, input_pos=None, mask=None) -> torch.Tensor:
         B, T, C = x.shape
+        if cache is not None and T == 1:
+            return self.resid_dropout(self.c_proj(self._decode(self.c_attn(x), cache, input_pos, mask)))
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         if cache is None:
             y = causal_attention(q, k, v, self.dropout if self.training else 0.0)
         else:
             k, v = cache.update(input_pos, k, v, mask.size(-1))
-            if T == 1:
-                # Decoding: one query per row. On CPU the fused bf16 kernels are several times slower for a single
-                # query than float32 attention over an upcast copy of the cache, which also keeps scores precise.
-                y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask).to(q.dtype)
-            else:
-                y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask)
+            y = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
+
+    def _decode(self, qkv: torch.Tensor, cache: KVCache, input_pos: torch.Tensor, mask: torch.Tensor):
+        """Attention for one new token per row, the step that decoding repeats. With T = 1, (B, 1, 3C) already
+        reads as (B, 3, H, 1, D) and the output as (B, 1, C): no transposes or copies. On CPU the fused bf16
+        kernels are several times slower for a single query than float32 attention over an upcast copy of the
+        cache, which also keeps the scores precise."""
+        B = qkv.size(0)
+        q, k, v = qkv.view(B, 3, self.n_head, 1, -1).unbind(1)
+        k, v = cache.update(input_pos, k, v, mask.size(-1))
+        y = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
+        return y.to(qkv.dtype).view(B, 1, self.n_embd)
 
 
 def gelu_tanh(x: torch.Tensor) -> torch.Tensor:

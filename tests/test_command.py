@@ -53,6 +53,7 @@ def test_cache_info_prints_the_formula_and_the_allocated_size(run, capsys):
     (["--top-p", "1.5"], "top_p must be in (0, 1]"),
     (["--top-k", "0"], "top_k must be a positive integer"),
     (["--num-samples", "0"], "num_samples must be a positive integer"),
+    (["--threads", "0"], "threads must be a positive integer"),
     (["--prompt", "Café"], "'C', 'é'"),
 ])
 def test_bad_input_is_one_clear_line_on_stderr(run, capsys, args, message):

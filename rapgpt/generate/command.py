@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
+import torch
+
 from rapgpt.data.tokenizer import EOT_TEXT
 from rapgpt.errors import ConfigError
 from rapgpt.generate.decoder import BatchDecoder, Completion, nth_sample_params
@@ -33,6 +35,7 @@ def generate_command(
     quantize: str | None = None,
     cache_info: bool = False,
     adapter: Path | None = None,
+    threads: int | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> list[Completion]:
@@ -42,6 +45,10 @@ def generate_command(
     out, err = out or sys.stdout, err or sys.stderr
     if num_samples < 1:
         raise ConfigError(f"num_samples must be a positive integer, got {num_samples}")
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"threads must be a positive integer, got {threads}")
+        torch.set_num_threads(threads)
     with _diagnostics_to(err):
         gpt, tokenizer = load_for_inference(model, precision, quantize, adapter=adapter)
         decoder = BatchDecoder(gpt, tokenizer, max_batch=min(num_samples, MAX_BATCH))
