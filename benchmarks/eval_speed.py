@@ -77,7 +77,8 @@ def main() -> None:
              for s in json.loads(f.read_text(encoding="utf-8")) if s.get("lyrics")]  # fmt: skip
     texts = [s.text for s in songs]
     n_words = sum(len(words(t)) for t in texts)
-    print(f"{len(songs):,} songs, {n_words / 1e6:.1f} M words; torch threads {torch.get_num_threads()}", file=sys.stderr)
+    threads = torch.get_num_threads()
+    print(f"{len(songs):,} songs, {n_words / 1e6:.1f} M words; torch threads {threads}", file=sys.stderr)
 
     index, *t_index = timed(NgramIndex.build, texts)
     grams, *t_set = timed(set_index, texts)

@@ -252,7 +252,7 @@ class GPT(nn.Module):
         """
         B, T = idx.shape
         if input_pos is None:
-            if T > self.config.block_size:
+            if T > self.config.block_size:  # noqa: SIM300 (T is a length, not a constant)
                 raise ConfigError(f"sequence of {T} tokens exceeds the context length {self.config.block_size}")
             input_pos = torch.arange(T, device=idx.device).expand(B, T)
         mask = None

@@ -47,7 +47,7 @@ def flag_name(field_name: str) -> str:
 def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
     """One option per field of `cls`. Options left out of the command line do not appear in the namespace."""
     group = parser.add_argument_group(f"{cls.__name__} settings (also accepted in the --config TOML file)")
-    for name, (f, kind, optional) in _fields(cls).items():
+    for name, (f, kind, _optional) in _fields(cls).items():
         help_text = f.metadata.get("help", "")
         if "(default" not in help_text:
             help_text += f" (default: {f.default})"

@@ -10,8 +10,10 @@ from rapgpt.evaluate.originality import NgramIndex, ngram_hashes, originality, w
 from rapgpt.evaluate.text import words
 
 TRAINING = [
-    "the lanterns swing above the market square\nand every vendor hums a borrowed tune\nwhile pigeons argue over crumbs",
-    "my cousin paints the subway doors at dawn\nhe signs them with a comet and a crown\nthe cops just shake their heads",
+    "the lanterns swing above the market square\nand every vendor hums a borrowed tune\n"
+    "while pigeons argue over crumbs",
+    "my cousin paints the subway doors at dawn\nhe signs them with a comet and a crown\n"
+    "the cops just shake their heads",
 ]
 
 
@@ -28,7 +30,8 @@ def test_ngram_hash_matches_a_naive_polynomial():
 
 def test_planted_passage_is_found_and_its_lines_flagged():
     index = NgramIndex.build(TRAINING)
-    text = "I wrote this one myself tonight\nhe signs them with a comet and a crown\nthe cops just shake their heads\nok"
+    text = ("I wrote this one myself tonight\nhe signs them with a comet and a crown\n"
+            "the cops just shake their heads\nok")
     result = originality(text, index)
     assert result.longest_copy_words == 15  # 9 + 6 words on two lines
     assert result.longest_copy == "he signs them with a comet and a crown the cops just shake their heads"

@@ -132,7 +132,8 @@ def blocks(report: dict[str, Any]) -> list[Block]:
     lines = report["chunk_lines"]
     chunks = f"Generations and real songs compared in chunks of {lines} line{'s' if lines != 1 else ''}"
     if lines < report.get("chunk_lines_asked", lines):
-        chunks += f" (not {report['chunk_lines_asked']}: most generations are shorter; short chunks are harder to tell apart)"
+        chunks += (f" (not {report['chunk_lines_asked']}: most generations are shorter; short chunks are harder to "
+                   "tell apart)")
     setup = (f"{chunks}; sentence encoder: {report['embedder']}; originality against the training text's word "
              f"{report['ngram']}-grams.")  # fmt: skip
     head: list[Block] = [("h", 1, f"Evaluation: {report['artist']}"), *([("p", runs)] if runs else []), ("p", setup)]

@@ -25,14 +25,17 @@ def test_windows_depend_only_on_the_seed_and_the_step():
 
 def test_windows_reach_both_ends_and_never_past_them():
     short = np.arange(20, dtype=np.uint16)
-    starts = torch.cat([x[:, 0] for step in range(200) for x, _ in WindowSampler(short, 16, 8, 1, 0).micro_batches(step)])
+    sampler = WindowSampler(short, 16, 8, 1, 0)
+    starts = torch.cat([x[:, 0] for step in range(200) for x, _ in sampler.micro_batches(step)])
     assert set(starts.tolist()) == {0, 1, 2, 3}  # windows of 17 tokens fit at offsets 0..3
 
 
 def test_global_batch_is_the_same_however_it_is_split_into_micro_batches_and_processes():
     whole = WindowSampler(TOKENS, 8, 12, 1, seed=1).micro_batches(7)[0][0]
     parts = [
-        x for rank in range(2) for x, _ in WindowSampler(TOKENS, 8, 2, 3, seed=1, rank=rank, world_size=2).micro_batches(7)
+        x
+        for rank in range(2)
+        for x, _ in WindowSampler(TOKENS, 8, 2, 3, seed=1, rank=rank, world_size=2).micro_batches(7)
     ]
     assert sorted(map(tuple, whole.tolist())) == sorted(map(tuple, torch.cat(parts).tolist()))
     accumulated = torch.cat([x for x, _ in WindowSampler(TOKENS, 8, 4, 3, seed=1).micro_batches(7)])
