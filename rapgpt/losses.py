@@ -30,10 +30,12 @@ class LinearCrossEntropy(torch.autograd.Function):
             for start in range(0, grad.size(0), step):
                 rows = slice(start, start + step)
                 z = grad[rows].to(exact)
-                lse = torch.logsumexp(z, dim=-1)
-                loss += ((lse - z.gather(1, safe[rows])[:, 0]) * valid[rows]).sum()
-                z.sub_(lse[:, None]).exp_().scatter_add_(1, safe[rows], -torch.ones_like(z[:, :1]))
-                grad[rows] = z.mul_((valid[rows] / count)[:, None])  # softmax - one-hot, over the batch mean
+                target = z.gather(1, safe[rows])[:, 0]
+                peak = z.amax(dim=-1, keepdim=True)
+                total = z.sub_(peak).exp_().sum(dim=-1, keepdim=True)  # z is now exp(logits - peak)
+                share = (valid[rows, None] / count).to(exact)  # each row's weight in the mean, 0 if ignored
+                loss += ((peak + total.log())[:, 0] - target).mul(valid[rows]).sum()
+                grad[rows] = z.mul_(share / total).scatter_add_(1, safe[rows], -share)  # softmax - one-hot
         ctx.save_for_backward(xc, wc, grad)
         ctx.dtypes = (x.dtype, weight.dtype)
         return loss / count
