@@ -45,7 +45,7 @@ def assert_same_weights(a: dict, b: dict) -> None:
         assert torch.equal(v, b[k]), k
 
 
-def assert_close_weights(a: dict, b: dict, rel: float = 1e-4) -> None:
+def assert_close_weights(a: dict, b: dict, rel: float = 1e-3) -> None:
     """Equal up to float rounding. Adam's first steps move a weight by about lr * sign(grad), so a weight whose
     gradient is ~0 may move either way on rounding noise: compare whole tensors by norm, not element by element."""
     assert a.keys() == b.keys()
