@@ -20,7 +20,7 @@ class LinearCrossEntropy(torch.autograd.Function):
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
         with torch.autocast(device, enabled=False):
             xc, wc = x.to(dtype), weight.to(dtype)
-            grad = xc @ wc.t()  # the logits, overwritten chunk by chunk with d(loss)/d(logits)
+            grad = xc @ wc.t()  # the logits, overwritten chunk by chunk with count * d(loss)/d(logits)
             valid = targets != -1
             count = valid.sum().clamp(min=1)
             safe = targets.clamp(min=0)[:, None]
@@ -33,17 +33,17 @@ class LinearCrossEntropy(torch.autograd.Function):
                 target = z.gather(1, safe[rows])[:, 0]
                 peak = z.amax(dim=-1, keepdim=True)
                 total = z.sub_(peak).exp_().sum(dim=-1, keepdim=True)  # z is now exp(logits - peak)
-                share = (valid[rows, None] / count).to(exact)  # each row's weight in the mean, 0 if ignored
-                loss += ((peak + total.log())[:, 0] - target).mul(valid[rows]).sum()
-                grad[rows] = z.mul_(share / total).scatter_add_(1, safe[rows], -share)  # softmax - one-hot
+                keep = valid[rows, None].to(exact)  # 0 for ignored targets
+                loss += ((peak + total.log()) * keep - target[:, None] * keep).sum()
+                grad[rows] = z.mul_(keep / total).scatter_add_(1, safe[rows], -keep)  # softmax - one-hot
         ctx.save_for_backward(xc, wc, grad)
-        ctx.dtypes = (x.dtype, weight.dtype)
+        ctx.dtypes, ctx.count = (x.dtype, weight.dtype), count
         return loss / count
 
     @staticmethod
     def backward(ctx, grad_loss: torch.Tensor):
         xc, wc, grad = ctx.saved_tensors
-        scale = grad_loss.to(grad.dtype)
+        scale = (grad_loss / ctx.count).to(grad.dtype)  # the mean's 1/count, applied here so fp16 cannot underflow
         grad_x = (grad @ wc).mul_(scale).to(ctx.dtypes[0])
         grad_w = (grad.t() @ xc).mul_(scale).to(ctx.dtypes[1])
         return grad_x, grad_w, None
