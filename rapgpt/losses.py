@@ -3,7 +3,9 @@
 With GPT-2's 50,257-token vocabulary the logits of a batch dwarf every activation of the model, and the usual path
 (logits -> fp32 copy -> log-softmax -> gather; then the same backwards) streams them through memory some eight
 times. Here the logits are computed once, in the matmul's precision, and turned in place, a few rows at a time
-(small enough to stay in cache), into the loss and its gradient, which backward then multiplies out.
+(small enough to stay in cache), into softmax - one-hot, which backward multiplies out. The softmax is computed in
+fp32 and rounded once, as the gradient of the usual path is; the loss, -log of the target's probability, is
+exact to that precision (about 0.4% in bf16 per token, unbiased).
 """
 
 from __future__ import annotations
@@ -24,18 +26,16 @@ class LinearCrossEntropy(torch.autograd.Function):
             valid = targets != -1
             count = valid.sum().clamp(min=1)
             safe = targets.clamp(min=0)[:, None]
-            exact = torch.promote_types(dtype, torch.float32)  # bf16 and fp16 logits are handled in fp32
-            loss = torch.zeros((), dtype=exact, device=x.device)
+            all_valid = bool(valid.all())
+            loss = torch.zeros((), dtype=torch.promote_types(dtype, torch.float32), device=x.device)
             step = max(1, CHUNK_LOGITS // grad.size(1))
             for start in range(0, grad.size(0), step):
                 rows = slice(start, start + step)
-                z = grad[rows].to(exact)
-                target = z.gather(1, safe[rows])[:, 0]
-                peak = z.amax(dim=-1, keepdim=True)
-                total = z.sub_(peak).exp_().sum(dim=-1, keepdim=True)  # z is now exp(logits - peak)
-                keep = valid[rows, None].to(exact)  # 0 for ignored targets
-                loss += ((peak + total.log()) * keep - target[:, None] * keep).sum()
-                grad[rows] = z.mul_(keep / total).scatter_add_(1, safe[rows], -keep)  # softmax - one-hot
+                probs = torch.softmax(grad[rows], dim=-1)  # computed in fp32, rounded once to the logits' dtype
+                keep = valid[rows, None]
+                loss -= probs.gather(1, safe[rows]).to(loss.dtype).log().where(keep, 0.0).sum()
+                probs.scatter_add_(1, safe[rows], -keep.to(probs.dtype))  # softmax - one-hot
+                grad[rows] = probs if all_valid else probs.mul_(keep)
         ctx.save_for_backward(xc, wc, grad)
         ctx.dtypes, ctx.count = (x.dtype, weight.dtype), count
         return loss / count

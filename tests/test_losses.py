@@ -41,3 +41,13 @@ def test_under_bf16_autocast_it_matches_the_float64_reference_to_bf16_accuracy()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-2)
     assert (x.grad - x64.grad).norm() < 2e-2 * x64.grad.norm()
     assert (w.grad - w64.grad).norm() < 2e-2 * w64.grad.norm()
+
+
+def test_ignored_rows_add_nothing_even_when_their_logits_are_extreme():
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    w = torch.tensor([[-200.0, 0.0], [200.0, 0.0], [0.0, 1.0]], requires_grad=True)  # token 0 improbable for row 0
+    loss = linear_cross_entropy(x, w, torch.tensor([-1, 2]))
+    loss.backward()
+    expected = F.cross_entropy(x.detach() @ w.detach().t(), torch.tensor([-1, 2]), ignore_index=-1)
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert torch.all(torch.isfinite(x.grad)) and torch.all(x.grad[0] == 0)
