@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -99,6 +100,16 @@ def measure(case: str, precision: str, contenders: list[str], steps: int,
     return {name: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for name, t in times.items()}
 
 
+def report(case: str, precision: str, threads: int, contenders: list[str], steps: int, warmup: int) -> None:
+    torch.set_num_threads(threads)
+    _, _, batch, seq = CASES[case]
+    result = measure(case, precision, contenders, steps, warmup)
+    hf_wall, hf_cpu = result["hf"]
+    for name, (wall, cpu) in result.items():
+        print(f"{case:<9} {f'{batch}x{seq}':>6} {precision:>9} {threads:>7} {name:<17} {wall * 1e3:>8.0f} "
+              f"{batch * seq / wall:>8.0f} {hf_wall / wall:>5.2f}x {cpu * 1e3:>8.0f} {hf_cpu / cpu:>5.2f}x", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--case", choices=[*CASES, "all"], default="all")
@@ -107,27 +118,26 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (compilation happens here)")
     parser.add_argument("--threads", default="2", help="comma-separated thread counts to measure, e.g. 1,2")
     parser.add_argument("--compile", action="store_true", help="also time rapgpt with --compile")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a single measurement, in-process
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     contenders = ["hf", "rapgpt"] + (["rapgpt --compile"] if args.compile else [])
-    cases = list(CASES) if args.case == "all" else [args.case]
-    precisions = ["fp32", "bf16"] if args.precision == "all" else [args.precision]
+    if args.one:
+        report(args.case, args.precision, int(args.threads), contenders, args.steps, args.warmup)
+        return
     print(f"torch {torch.__version__}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, median of {args.steps} "
           "interleaved steps; HF = transformers GPT2LMHeadModel (sdpa attention), same config, batch, precision, "
           "fused AdamW")
     print(f"{'case':<9} {'batch':>6} {'precision':>9} {'threads':>7} {'contender':<17} {'ms/step':>8} {'tokens/s':>8} "
-          f"{'vs HF':>6} {'cpu ms':>8} {'vs HF':>6}")
-    for threads in (int(t) for t in args.threads.split(",")):
-        torch.set_num_threads(threads)
-        for case in cases:
-            _, _, batch, seq = CASES[case]
-            for precision in precisions:
-                result = measure(case, precision, contenders, args.steps, args.warmup)
-                hf_wall, hf_cpu = result["hf"]
-                for name, (wall, cpu) in result.items():
-                    print(f"{case:<9} {f'{batch}x{seq}':>6} {precision:>9} {threads:>7} {name:<17} {wall * 1e3:>8.0f} "
-                          f"{batch * seq / wall:>8.0f} {hf_wall / wall:>5.2f}x {cpu * 1e3:>8.0f} {hf_cpu / cpu:>5.2f}x",
-                          flush=True)
+          f"{'vs HF':>6} {'cpu ms':>8} {'vs HF':>6}", flush=True)
+    # Each measurement runs in a fresh process: what an earlier one left in the memory allocator changes how much
+    # page faulting a step does, which would favour whichever contender allocates most.
+    for threads in args.threads.split(","):
+        for case in list(CASES) if args.case == "all" else [args.case]:
+            for precision in ["fp32", "bf16"] if args.precision == "all" else [args.precision]:
+                subprocess.run([sys.executable, __file__, "--one", "--case", case, "--precision", precision,
+                                "--threads", threads, "--steps", str(args.steps), "--warmup", str(args.warmup)]
+                               + (["--compile"] if args.compile else []), check=True)
 
 
 if __name__ == "__main__":
