@@ -3,10 +3,12 @@
 Both models get the same configuration, batch, precision, thread count and optimizer (fused AdamW, the default
 of HF's Trainer, with gradient clipping at 1.0 as the Trainer does). rapgpt's step is the training loop's own
 `train_step`; the peer's is the usual forward with labels, backward, clip and step. Steps of the two alternate,
-so that a machine shared with other work slows both alike, and the median step time is reported.
+so that a machine shared with other work slows both alike, and the median wall-clock step time gives tokens/s.
+The CPU time per step (all threads) is printed beside it: on a busy machine it follows the work done even when
+threads wait for a core.
 
     python benchmarks/train_throughput.py                              # every case: slow on a CPU
-    python benchmarks/train_throughput.py --case char-10m --precision bf16 --steps 5
+    python benchmarks/train_throughput.py --case char-10m --precision bf16 --threads 1,2 --compile
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -78,8 +81,9 @@ def stepper(name: str, config: GPTConfig, precision: str, batch: int, seq: int) 
     return lambda: train_step(model, optimizer, batches, runtime, 1.0, scaler)
 
 
-def measure(case: str, precision: str, contenders: list[str], steps: int, warmup: int) -> dict[str, float]:
-    """Median seconds per step of each contender, their steps interleaved."""
+def measure(case: str, precision: str, contenders: list[str], steps: int,
+            warmup: int) -> dict[str, tuple[float, float]]:
+    """Median (wall-clock, CPU) seconds per step of each contender, their steps interleaved."""
     preset, vocab, batch, seq = CASES[case]
     config = preset_config(preset, vocab, dropout=0.0)
     torch.manual_seed(0)
@@ -87,13 +91,23 @@ def measure(case: str, precision: str, contenders: list[str], steps: int, warmup
     for step in steppers.values():
         for _ in range(warmup):
             step()
-    times: dict[str, list[float]] = {name: [] for name in contenders}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
     for _ in range(steps):
         for name, step in steppers.items():
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             step()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+            times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+    return {name: (statistics.median(w for w, _ in t), statistics.median(c for _, c in t)) for name, t in times.items()}
+
+
+def report(case: str, precision: str, threads: int, contenders: list[str], steps: int, warmup: int) -> None:
+    torch.set_num_threads(threads)
+    _, _, batch, seq = CASES[case]
+    result = measure(case, precision, contenders, steps, warmup)
+    hf_wall, hf_cpu = result["hf"]
+    for name, (wall, cpu) in result.items():
+        print(f"{case:<9} {f'{batch}x{seq}':>6} {precision:>9} {threads:>7} {name:<17} {wall * 1e3:>8.0f} "
+              f"{batch * seq / wall:>8.0f} {hf_wall / wall:>5.2f}x {cpu * 1e3:>8.0f} {hf_cpu / cpu:>5.2f}x", flush=True)
 
 
 def main() -> None:
@@ -102,25 +116,28 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16", "all"], default="all")
     parser.add_argument("--steps", type=int, default=5, help="timed steps of each contender")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (compilation happens here)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", default="2", help="comma-separated thread counts to measure, e.g. 1,2")
     parser.add_argument("--compile", action="store_true", help="also time rapgpt with --compile")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a single measurement, in-process
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     contenders = ["hf", "rapgpt"] + (["rapgpt --compile"] if args.compile else [])
-    cases = list(CASES) if args.case == "all" else [args.case]
-    precisions = ["fp32", "bf16"] if args.precision == "all" else [args.precision]
-    print(f"torch {torch.__version__}, {args.threads} threads (OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}), "
-          f"median of {args.steps} interleaved steps; "
-          "HF = transformers GPT2LMHeadModel (sdpa attention), same config, batch, precision, fused AdamW")
-    print(f"{'case':<10} {'batch':>7} {'precision':>9} {'contender':<17} {'ms/step':>9} {'tokens/s':>9} {'vs HF':>6}")
-    for case in cases:
-        _, _, batch, seq = CASES[case]
-        for precision in precisions:
-            result = measure(case, precision, contenders, args.steps, args.warmup)
-            for name, seconds in result.items():
-                print(f"{case:<10} {f'{batch}x{seq}':>7} {precision:>9} {name:<17} {seconds * 1e3:>9.0f} "
-                      f"{batch * seq / seconds:>9.0f} {result['hf'] / seconds:>5.2f}x", flush=True)
+    if args.one:
+        report(args.case, args.precision, int(args.threads), contenders, args.steps, args.warmup)
+        return
+    print(f"torch {torch.__version__}, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}, median of {args.steps} "
+          "interleaved steps; HF = transformers GPT2LMHeadModel (sdpa attention), same config, batch, precision, "
+          "fused AdamW")
+    print(f"{'case':<9} {'batch':>6} {'precision':>9} {'threads':>7} {'contender':<17} {'ms/step':>8} {'tokens/s':>8} "
+          f"{'vs HF':>6} {'cpu ms':>8} {'vs HF':>6}", flush=True)
+    # Each measurement runs in a fresh process: what an earlier one left in the memory allocator changes how much
+    # page faulting a step does, which would favour whichever contender allocates most.
+    for threads in args.threads.split(","):
+        for case in list(CASES) if args.case == "all" else [args.case]:
+            for precision in ["fp32", "bf16"] if args.precision == "all" else [args.precision]:
+                subprocess.run([sys.executable, __file__, "--one", "--case", case, "--precision", precision,
+                                "--threads", threads, "--steps", str(args.steps), "--warmup", str(args.warmup)]
+                               + (["--compile"] if args.compile else []), check=True)
 
 
 if __name__ == "__main__":

@@ -233,6 +233,7 @@ class _Run:
             bar.set_postfix_str(f"step {progress.step:,}, loss {loss.item():.4f}, {rate:,.0f} tok/s", refresh=False)
             if progress.step % config.eval_interval == 0:
                 train_loss = runtime.all_reduce(loss_sum / losses).item() / runtime.world_size
+                progress.seconds = self.elapsed(since, base)
                 stop = self.checkpoint(lr, train_loss)
                 loss_sum, losses = torch.zeros((), device=runtime.device), 0
         bar.close()

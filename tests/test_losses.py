@@ -2,15 +2,16 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from rapgpt.losses import ROWS_PER_CHUNK, linear_cross_entropy
+from rapgpt.losses import linear_cross_entropy
 
 
 def reference(x, w, t):
     return F.cross_entropy(x @ w.t(), t, ignore_index=-1)
 
 
-@pytest.mark.parametrize("rows", [1, ROWS_PER_CHUNK, 3 * ROWS_PER_CHUNK + 5])
-def test_loss_and_gradients_match_cross_entropy_of_the_logits_in_float64(rows):
+@pytest.mark.parametrize("rows", [1, 3, 100])
+def test_loss_and_gradients_match_cross_entropy_of_the_logits_in_float64(rows, monkeypatch):
+    monkeypatch.setattr("rapgpt.losses.CHUNK_LOGITS", 3 * 50)  # chunks of 3 rows: one, several and a partial one
     torch.manual_seed(rows)
     x = torch.randn(rows, 16, dtype=torch.float64, requires_grad=True)
     w = torch.randn(50, 16, dtype=torch.float64, requires_grad=True)
@@ -40,3 +41,13 @@ def test_under_bf16_autocast_it_matches_the_float64_reference_to_bf16_accuracy()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-2)
     assert (x.grad - x64.grad).norm() < 2e-2 * x64.grad.norm()
     assert (w.grad - w64.grad).norm() < 2e-2 * w64.grad.norm()
+
+
+def test_ignored_rows_add_nothing_even_when_their_logits_are_extreme():
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    w = torch.tensor([[-200.0, 0.0], [200.0, 0.0], [0.0, 1.0]], requires_grad=True)  # token 0 improbable for row 0
+    loss = linear_cross_entropy(x, w, torch.tensor([-1, 2]))
+    loss.backward()
+    expected = F.cross_entropy(x.detach() @ w.detach().t(), torch.tensor([-1, 2]), ignore_index=-1)
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert torch.all(torch.isfinite(x.grad)) and torch.all(x.grad[0] == 0)

@@ -193,3 +193,12 @@ def test_bf16_autocast_forward_matches_fp32_closely(tiny_model):
             low, _ = tiny_model(idx)
     assert low.dtype == torch.bfloat16
     assert (low.float() - exact).abs().max() < 0.05 * exact.abs().max()
+
+
+def test_attention_dropout_drops_weights_in_both_paths():
+    torch.manual_seed(0)
+    for dtype in (torch.bfloat16, torch.float32):  # the explicit path, then the fused kernel
+        q, k, v = (torch.randn(1, 2, 64, 8).to(dtype) for _ in range(3))
+        exact = causal_attention(q, k, v, dropout=0.0)
+        dropped = causal_attention(q, k, v, dropout=0.5)
+        assert torch.isfinite(dropped).all() and not torch.allclose(dropped.float(), exact.float(), atol=1e-2)

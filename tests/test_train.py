@@ -45,7 +45,7 @@ def assert_same_weights(a: dict, b: dict) -> None:
         assert torch.equal(v, b[k]), k
 
 
-def assert_close_weights(a: dict, b: dict, rel: float = 1e-4) -> None:
+def assert_close_weights(a: dict, b: dict, rel: float = 1e-3) -> None:
     """Equal up to float rounding. Adam's first steps move a weight by about lr * sign(grad), so a weight whose
     gradient is ~0 may move either way on rounding noise: compare whole tensors by norm, not element by element."""
     assert a.keys() == b.keys()
@@ -273,3 +273,15 @@ def test_compiled_blocks_train_like_eager_ones(tiny_config):
     assert losses[1] == pytest.approx(losses[0], rel=2e-2)
     assert losses[1][2] < losses[1][0]
     assert set(compiled.state_dict()) == set(eager.state_dict())  # names unchanged by compiling in place
+
+
+def test_cli_refuses_bad_settings_with_one_clear_line(tiny_dataset, tmp_path):
+    toml = tmp_path / "settings.toml"
+    toml.write_text("learning_rate = 0.1\n")
+    result = cli("--data", str(tiny_dataset), "--out", str(tmp_path / "run"), "--config", str(toml))
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"rapgpt train: error: {toml}: unknown setting(s) learning_rate; known ones are")
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = cli("--data", str(tiny_dataset), "--out", str(tmp_path / "run"), "--batch-size", "0")
+    assert result.returncode == 2 and "batch_size must be at least 1, got 0" in result.stderr
+    assert not (tmp_path / "run").exists()
