@@ -60,10 +60,10 @@ def quickstart(
     prepare(out=artist_data, artists=[artist], vocab_from=data)
     prepare(out=all_data, vocab_from=data)  # every artist, for the evaluation's references
 
-    _step(f"2/5 pretraining a character model for {train_minutes:g} minutes")
+    _step(f"2/5 pretraining a character model for {_minutes(train_minutes)}")
     pretrain(data, base, replace(QUICK_MODEL, max_minutes=train_minutes))
 
-    _step(f"3/5 fine-tuning a LoRA adapter on {artist} for {finetune_minutes:g} minutes")
+    _step(f"3/5 fine-tuning a LoRA adapter on {artist} for {_minutes(finetune_minutes)}")
     finetune(base, artist_data, adapter, replace(QUICK_ADAPTER, max_minutes=finetune_minutes))
 
     params = SamplingParams(max_new_tokens=300, temperature=0.8, seed=0)
@@ -89,3 +89,7 @@ def quickstart(
 
 def _step(message: str) -> None:
     print(f"\n== rapgpt quickstart: {message}", flush=True)
+
+
+def _minutes(minutes: float) -> str:
+    return f"{minutes:g} minute{'' if minutes == 1 else 's'}"
