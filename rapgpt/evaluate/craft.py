@@ -6,82 +6,25 @@ vowels ending at that word which also ends at one of the previous 15 words (a di
 overlapping), where a run of one vowel does not count; rhyme density is the mean over the words. Repeated lines
 are dropped first, so that a chorus does not rhyme with itself.
 
-Phonemes come from CMUdict (through the `pronouncing` package); a word it lacks is tried in its spelled-out form
-("gettin'" -> "getting"), then read from its spelling with a small letters-to-vowel table. As in the authors'
-Raplyzer, the unstressed schwa (AH0) is left out of the rhyme (it rhymes with any vowel) and close vowels are
-merged (AO with AA, IH with IY, UH with UW), so that slant rhymes count. Figures are on CMUdict's phonemes, not
-the eSpeak transcription of the paper, so compare them with the real songs' figures in the same report.
+Phonemes and rhymes come from `rapgpt.rhyme` (CMUdict with a spelling fallback, schwa dropped and close vowels
+merged as in the authors' Raplyzer). Figures are on CMUdict's phonemes, not the eSpeak transcription of the
+paper, so compare them with the real songs' figures in the same report.
 """
 
 from __future__ import annotations
 
-import functools
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import pronouncing
 
 from rapgpt.evaluate.text import lyric_lines, words
+from rapgpt.rhyme import Pronunciation, pronunciation, rhymes
+
+__all__ = ["Craft", "Pronunciation", "craft", "distinct_n", "end_rhyme_rate", "mean_craft", "pronunciation",
+           "repetition_rate", "rhyme_density"]
 
 LOOKBACK = 15  # previous words searched for a rhyme: about a line and a half (the authors' Raplyzer uses 10)
-VOWEL_DIGRAPHS = {
-    "ee": "IY", "ea": "IY", "ie": "IY", "ey": "IY", "ei": "EY", "ai": "EY", "ay": "EY", "oa": "OW", "oe": "OW",
-    "oo": "UW", "ou": "AW", "ow": "OW", "oi": "OY", "oy": "OY", "au": "AO", "aw": "AO", "ue": "UW", "ew": "UW",
-}  # fmt: skip
-SHORT_VOWELS = {"a": "AE", "e": "EH", "i": "IH", "o": "AA", "u": "AH", "y": "IY"}
-MERGED = {"AO": "AA", "IH": "IY", "UH": "UW"}  # close vowels that rappers rhyme together
-LONG_VOWELS = {"a": "EY", "e": "IY", "i": "AY", "o": "OW", "u": "UW", "y": "AY"}  # before a silent final e
-VOWEL_RUN = re.compile(r"[aeiou]+[wy]?|(?<=[^aeiou])y")  # "aw", "ey": a w or y closing a vowel is part of it
-
-
-@dataclass(frozen=True)
-class Pronunciation:
-    vowels: tuple[str, ...]  # the vowels that rhyme: ARPAbet without stress marks, schwa dropped, close ones merged
-    stressed: int  # index into `vowels` of the last primary-stressed vowel (where an end rhyme starts)
-    syllables: int
-
-    @property
-    def rhyme(self) -> tuple[str, ...]:
-        return self.vowels[self.stressed :]
-
-
-def _from_phones(phones: str) -> Pronunciation:
-    syllables = [p for p in phones.split() if p[-1].isdigit()]
-    vowels = [p for p in syllables if p != "AH0"]
-    stresses = [i for i, p in enumerate(vowels) if p[-1] == "1"] or [len(vowels) - 1]
-    return Pronunciation(tuple(MERGED.get(p[:-1], p[:-1]) for p in vowels), max(stresses[-1], 0), len(syllables))
-
-
-def _from_spelling(word: str) -> Pronunciation:
-    """Vowels read from the letters: a rough guess for slang and names, right for the common patterns."""
-    letters = re.sub(r"[^a-z]", "", word)
-    magic_e = len(letters) > 2 and letters.endswith("e") and letters[-2] not in "aeiouy" and letters[-3] in "aeiouy"
-    if magic_e:
-        letters = letters[:-1]
-    runs = list(VOWEL_RUN.finditer(letters))
-    vowels = []
-    for k, run in enumerate(runs):
-        text = run.group()
-        if text[:2] in VOWEL_DIGRAPHS:
-            vowels.append(VOWEL_DIGRAPHS[text[:2]])
-        elif magic_e and k == len(runs) - 1 and len(text) == 1:
-            vowels.append(LONG_VOWELS[text])
-        else:
-            vowels.append(SHORT_VOWELS[text[0]])
-    return Pronunciation(tuple(MERGED.get(v, v) for v in vowels), 0, len(vowels))
-
-
-@functools.cache
-def pronunciation(word: str) -> Pronunciation:
-    """The vowel phonemes of a lower-case word: CMUdict's first pronunciation, else a guess from its spelling."""
-    bare = word.strip("'")
-    for candidate in (word, bare, re.sub(r"in'?$", "ing", word), bare.replace("'", "")):
-        phones = pronouncing.phones_for_word(candidate)
-        if phones:
-            return _from_phones(phones[0])
-    return _from_spelling(bare)
 
 
 def _unique_lines(text: str) -> list[list[str]]:
@@ -130,13 +73,8 @@ def end_rhyme_rate(text: str) -> float:
     ends = [line[-1] for line in _unique_lines(text)]
     if len(ends) < 2:
         return 0.0
-    rhymes = 0
-    for k in range(1, len(ends)):
-        tail = pronunciation(ends[k]).rhyme
-        rhymes += any(
-            ends[i] != ends[k] and tail and pronunciation(ends[i]).rhyme == tail for i in range(max(0, k - 2), k)
-        )
-    return rhymes / (len(ends) - 1)
+    hits = sum(any(rhymes(ends[i], ends[k]) for i in range(max(0, k - 2), k)) for k in range(1, len(ends)))
+    return hits / (len(ends) - 1)
 
 
 def distinct_n(tokens: Sequence[str], n: int) -> float:

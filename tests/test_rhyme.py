@@ -1,0 +1,58 @@
+import pytest
+
+from rapgpt.rhyme import (
+    PERFECT,
+    SLANT,
+    line_rhyme,
+    matching_vowels,
+    perfect_rhyme,
+    pronunciation,
+    rhymes,
+    same_word,
+)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [("night", "light"), ("day", "away"), ("later", "greater"), ("money", "honey"), ("gettin'", "bettin'"),
+     ("flow", "go"), ("nothin'", "stuffing")],
+)
+def test_perfect_rhymes_share_their_sounds_from_the_stressed_vowel(a, b):
+    assert perfect_rhyme(a, b) and rhymes(a, b)
+
+
+@pytest.mark.parametrize(("a", "b"), [("cash", "bad"), ("time", "mine"), ("home", "zone"), ("gettin'", "fetish")])
+def test_slant_rhymes_share_the_vowels_but_not_the_consonants(a, b):
+    assert rhymes(a, b) and not perfect_rhyme(a, b)
+
+
+@pytest.mark.parametrize(("a", "b"), [("night", "day"), ("money", "time"), ("cat", "dog"), ("later", "water")])
+def test_words_with_other_vowels_do_not_rhyme(a, b):
+    assert not rhymes(a, b)
+
+
+@pytest.mark.parametrize(("a", "b"), [("night", "night"), ("gettin'", "getting"), ("'cause", "cause")])
+def test_a_word_never_rhymes_with_itself_however_spelt(a, b):
+    assert same_word(a, b)
+    assert not rhymes(a, b) and not perfect_rhyme(a, b)
+    assert line_rhyme(["i", "keep", a], ["you", "keep", b]) == 0.0
+
+
+def test_slang_spellings_sound_like_their_dictionary_words():
+    assert pronunciation("gettin'") == pronunciation("getting") == pronunciation("gettin")
+    assert pronunciation("skrrt").vowels == ()  # no vowel: rhymes with nothing
+    assert not rhymes("skrrt", "skrrt") and not rhymes("skrrt", "hurt")
+
+
+def test_multi_syllable_rhymes_match_vowels_across_word_boundaries():
+    # holding = HH OW1 L D IH0 NG (IH merged to IY), "the" is a schwa, light and night are AY.
+    assert matching_vowels(["we", "holding", "the", "light"], ["so", "folding", "the", "night"]) == 3
+    assert matching_vowels(["day"], ["night"]) == 0
+
+
+def test_line_rhyme_ranks_perfect_over_slant_and_longer_over_shorter():
+    assert line_rhyme(["the", "night"], ["the", "light"]) == PERFECT
+    assert line_rhyme(["cash"], ["bad"]) == SLANT
+    assert line_rhyme(["holding", "the", "light"], ["folding", "the", "night"]) > line_rhyme(["light"], ["night"])
+    assert line_rhyme(["the", "night"], ["the", "day"]) == 0.0
+    assert line_rhyme([], ["day"]) == 0.0
