@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from rapgpt.data.tokenizer import CharTokenizer, Tokenizer
+from rapgpt.generate.lexicon import Speller, apply_mask
 from rapgpt.generate.params import SamplingParams
 from rapgpt.generate.sampling import TokenHistory, sample_token
 from rapgpt.generate.text import TextStream
@@ -43,6 +44,7 @@ class Completion:
     prompt_tokens: int  # tokens of the prompt fed to the model, start token included
     dropped_prompt_tokens: int  # tokens cut from the front of a prompt longer than the context
     seed: int  # reproduces this completion with the same prompt and parameters
+    logprob: float = 0.0  # the model's log-probability of the sampled tokens (an ending end-of-text token included)
 
     @property
     def completion_tokens(self) -> int:
@@ -61,7 +63,7 @@ class Event:
 
 class _Sequence:
     def __init__(self, seq_id: int, context: list[int], dropped: int, params: SamplingParams, tokenizer: Tokenizer,
-                 vocab_size: int):
+                 vocab_size: int, speller: Speller | None = None):
         self.id = seq_id
         self.params = params
         self.context = context  # every token the model has seen or will see next, start token first
@@ -76,10 +78,13 @@ class _Sequence:
         self.text = TextStream(tokenizer, params.stop)
         self.cached = 0  # leading tokens of `context` whose keys and values are in the cache
         self.cancelled = False
+        self.logprob = 0.0
+        self.speller = speller  # keeps the words in a lexicon, when set
+        self.spelling = speller.start(context if dropped else context[1:]) if speller else None
 
     def completion(self, finish_reason: str) -> Completion:
         return Completion(self.text.text, list(self.tokens), finish_reason, self.prompt_tokens, self.dropped,
-                          self.seed)
+                          self.seed, self.logprob)
 
 
 class BatchDecoder:
@@ -107,16 +112,21 @@ class BatchDecoder:
     def has_work(self) -> bool:
         return bool(self.running or self.waiting)
 
-    def add(self, prompt: str, params: SamplingParams) -> int:
-        """Queue a prompt; return its sequence id. Raises TokenizerError for text the model cannot read."""
-        ids = self.encode_prompt(prompt)
+    def add(self, prompt: str, params: SamplingParams, speller: Speller | None = None) -> int:
+        """Queue a prompt; return its sequence id. Raises TokenizerError for text the model cannot read. With a
+        `speller`, the continuation keeps to the words of its lexicon."""
+        return self.add_tokens(self.encode_prompt(prompt), params, speller)
+
+    def add_tokens(self, ids: list[int], params: SamplingParams, speller: Speller | None = None) -> int:
+        """Queue a prompt already encoded (as `encode_prompt` does); return its sequence id."""
         limit = self.context_length
         dropped = max(0, len(ids) - limit)
         if dropped:
             log.warning("notice: the prompt is %d tokens, longer than the model's context of %d; generating from "
                         "its last %d tokens", len(ids) - 1, limit, limit)
         with self._lock:
-            seq = _Sequence(next(self._ids), ids[dropped:], dropped, params, self.tokenizer, self.tokenizer.vocab_size)
+            seq = _Sequence(next(self._ids), ids[dropped:], dropped, params, self.tokenizer, self.tokenizer.vocab_size,
+                            speller)
             self.waiting.append(seq)
         return seq.id
 
@@ -203,7 +213,10 @@ class BatchDecoder:
     def _advance(self, seq: _Sequence, logits: torch.Tensor) -> Event:
         if seq.cached == 0:  # prefilled in this step
             seq.cached = len(seq.context)
-        token = sample_token(logits, seq.history, seq.params, seq.generator)
+        token = sample_token(self._mask(seq, logits), seq.history, seq.params, seq.generator)
+        seq.logprob += float(logits[token] - torch.logsumexp(logits, dim=-1))
+        if seq.speller is not None:
+            seq.spelling = seq.speller.advance(seq.spelling, token)
         if token == self.tokenizer.eot_id:
             return self._finish(seq, token, "eot")
         seq.tokens.append(token)
@@ -215,6 +228,13 @@ class BatchDecoder:
         if len(seq.tokens) == seq.params.max_new_tokens:
             return self._finish(seq, token, "length", piece)
         return Event(seq.id, piece, token)
+
+    @staticmethod
+    def _mask(seq: _Sequence, logits: torch.Tensor) -> torch.Tensor:
+        """The logits with the tokens that the sequence's lexicon rules out at its position set to -inf."""
+        if seq.speller is None:
+            return logits
+        return apply_mask(logits, seq.speller.mask(seq.spelling))
 
     def _finish(self, seq: _Sequence, token: int | None, reason: str, piece: str = "") -> Event:
         """Report the end of a sequence and free its slot, moving the last running sequence into it."""
@@ -232,12 +252,14 @@ class BatchDecoder:
 
 
 def generate(
-    model: GPT, tokenizer: Tokenizer, prompts: Sequence[str], params: SamplingParams, *, max_batch: int = 16
+    model: GPT, tokenizer: Tokenizer, prompts: Sequence[str], params: SamplingParams, *, max_batch: int = 16,
+    speller: Speller | None = None,
 ) -> list[Completion]:
-    """Continue each prompt, up to `max_batch` at a time. With a seed, prompt i samples with seed + i, so that
-    several samples of one prompt differ and each is reproducible alone."""
+    """Continue each prompt, up to `max_batch` at a time (keeping to a lexicon's words with `speller`). With a
+    seed, prompt i samples with seed + i, so that several samples of one prompt differ and each is reproducible
+    alone."""
     decoder = BatchDecoder(model, tokenizer, max_batch=max(1, min(max_batch, len(prompts))))
-    ids = [decoder.add(p, nth_sample_params(params, i)) for i, p in enumerate(prompts)]
+    ids = [decoder.add(p, nth_sample_params(params, i), speller) for i, p in enumerate(prompts)]
     done: dict[int, Completion] = {}
     while decoder.has_work:
         done.update((e.seq_id, e.completion) for e in decoder.step() if e.completion is not None)

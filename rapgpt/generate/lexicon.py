@@ -1,0 +1,198 @@
+"""Real words for character models: a lexicon of the training text's words, and the per-token mask that keeps a
+character model spelling them.
+
+A character model spells words letter by letter and, small or briefly trained, often misspells them. With the
+lexicon on, while a word is being written only the characters that continue some word of the lexicon are allowed,
+and a word may end (a space, a line break, punctuation, the end of the song) only where a lexicon word ends. The
+lexicon is a trie over the words seen at least `MIN_COUNT` times in the text the model was trained on.
+
+What a word is: letters and apostrophes ("don't", "gettin'", "'cause"), digits too ("50", "2pac"); a hyphen or any
+other character separates words, so "hip-hop" is two lexicon words. A number of digits alone is always allowed.
+Letters are matched without case, so "Yeah" is allowed where "yeah" is a word.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+
+from rapgpt.data.tokenizer import CharTokenizer, Tokenizer
+from rapgpt.errors import ConfigError, DataError
+from rapgpt.fileio import atomic_write_json, read_json
+
+log = logging.getLogger(__name__)
+
+MIN_COUNT = 3  # a word must appear this often in the training text: rarer ones are mostly typos
+LEXICON_FILE = "lexicon.json"  # the cache, beside the run (or the adapter) it was built for
+LEXICON_CHOICES = ("corpus", "off")
+WORD = re.compile(r"(?:[^\W_]|['’])+")
+ROOT = 0
+
+
+def is_word_char(c: str) -> bool:
+    return c.isalnum() or c in "'’"
+
+
+def corpus_words(texts: Iterable[str], min_count: int = MIN_COUNT) -> list[str]:
+    """The lower-case words of `texts` seen at least `min_count` times (those with a letter or digit), sorted."""
+    counts = Counter(w for text in texts for w in WORD.findall(text.lower()))
+    return sorted(w for w, n in counts.items() if n >= min_count and any(c.isalnum() for c in w))
+
+
+class Lexicon:
+    """A trie over lower-case words: node 0 is the root, `children[n]` maps a character to the next node and
+    `terminal[n]` says whether a word ends at node n."""
+
+    def __init__(self, words: Iterable[str]):
+        self.words = sorted(set(words))
+        self.children: list[dict[str, int]] = [{}]
+        self.terminal = [False]
+        for word in self.words:
+            node = ROOT
+            for c in word:
+                nxt = self.children[node].get(c)
+                if nxt is None:
+                    nxt = len(self.children)
+                    self.children[node][c] = nxt
+                    self.children.append({})
+                    self.terminal.append(False)
+                node = nxt
+            self.terminal[node] = True
+
+    def __contains__(self, word: str) -> bool:
+        node: int | None = ROOT
+        for c in word.lower():
+            node = self.children[node].get(c)
+            if node is None:
+                return False
+        return self.terminal[node]
+
+
+# A speller's state: the trie node reached by the word being written (ROOT between words, None when the word has
+# left the lexicon, as a number or a word of the prompt may), and whether the word so far is digits only.
+SpellState = tuple[int | None, bool]
+BETWEEN_WORDS: SpellState = (ROOT, True)
+
+
+class Speller:
+    """The lexicon seen through one character tokenizer: the logit mask for a state, and the state after a token.
+
+    Masks are built the first time a state needs them and kept, so a step costs a lookup per sequence."""
+
+    def __init__(self, lexicon: Lexicon, tokenizer: Tokenizer):
+        if not isinstance(tokenizer, CharTokenizer):
+            raise ConfigError("the lexicon constraint needs a character model: pass --lexicon off for this model")
+        self.lexicon = lexicon
+        self.vocab_size = tokenizer.vocab_size
+        self.chars = [tokenizer.itos[i] if i != tokenizer.eot_id else "" for i in range(self.vocab_size)]
+        self.word_ids: dict[str, list[int]] = {}  # lower-case character -> the token ids spelling it
+        self.separators, self.digits = [], []
+        for i, c in enumerate(self.chars):
+            if len(c) == 1 and is_word_char(c):
+                self.word_ids.setdefault(c.lower(), []).append(i)
+                if c.isdigit():
+                    self.digits.append(i)
+            elif i != tokenizer.unknown_id:  # the unknown character is never a good choice
+                self.separators.append(i)  # the end of text too: a song ends between words
+        self._masks: dict[SpellState, torch.Tensor | None] = {}
+
+    def start(self, tokens: Iterable[int]) -> SpellState:
+        """The state after the tokens of a prompt."""
+        state = BETWEEN_WORDS
+        for t in tokens:
+            state = self.advance(state, t)
+        return state
+
+    def advance(self, state: SpellState, token: int) -> SpellState:
+        c = self.chars[token]
+        if not (len(c) == 1 and is_word_char(c)):
+            return BETWEEN_WORDS
+        node, digits = state
+        if node is not None:
+            node = self.lexicon.children[node].get(c.lower())
+        return node, digits and c.isdigit()
+
+    def mask(self, state: SpellState) -> torch.Tensor | None:
+        """True for the tokens allowed in `state`; None when anything goes (a word the lexicon does not know)."""
+        if state not in self._masks:
+            self._masks[state] = self._build(state)
+        return self._masks[state]
+
+    def _build(self, state: SpellState) -> torch.Tensor | None:
+        node, digits = state
+        if node is None and not digits:
+            return None
+        allowed = torch.zeros(self.vocab_size, dtype=torch.bool)
+        if node is not None:
+            for c in self.lexicon.children[node]:
+                allowed[self.word_ids.get(c, [])] = True
+        if digits:
+            allowed[self.digits] = True
+        if node == ROOT or digits or (node is not None and self.lexicon.terminal[node]):
+            allowed[self.separators] = True
+        return allowed if bool(allowed.any()) else None
+
+
+def apply_mask(logits: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+    """The logits with -inf for every token the lexicon does not allow here."""
+    if allowed is None:
+        return logits
+    return logits.masked_fill(~allowed.to(logits.device), -math.inf)
+
+
+# Building and caching a run's lexicon.
+
+
+def run_dataset(run_dir: str | Path) -> Path:
+    """The dataset a run (or an adapter) was trained on, as its config records it. A relative path is looked up
+    from the working directory, then from the run directory and its parents (runs and data often sit side by
+    side)."""
+    run_dir = Path(run_dir)
+    from rapgpt.finetune import RECORD  # an adapter directory records its data there
+
+    record = run_dir / RECORD if (run_dir / RECORD).is_file() else run_dir / "config.json"
+    data = read_json(record, "run record", DataError).get("data")
+    if not isinstance(data, str):
+        raise DataError(f"{record} does not record the dataset the model was trained on: pass --lexicon off")
+    path = Path(data)
+    for base in (Path.cwd(), run_dir, *run_dir.resolve().parents):
+        candidate = path if path.is_absolute() else base / path
+        if (candidate / "meta.json").is_file():
+            return candidate.resolve()
+    raise DataError(f"the training data of {run_dir} ({data}) is not found, so its lexicon cannot be built: run from "
+                    "where it was trained, or pass --lexicon off")
+
+
+def run_lexicon(run_dir: str | Path, adapter: str | Path | None = None, cache_dir: str | Path | None = None,
+                min_count: int = MIN_COUNT) -> Lexicon:
+    """The lexicon of a run's training text (and of its adapter's, with `adapter`), cached in `cache_dir`
+    (default: beside the adapter, else the run) as LEXICON_FILE. A cache that cannot be written is skipped."""
+    from rapgpt.data.dataset import TokenDataset
+    from rapgpt.evaluate.references import dataset_songs
+
+    datasets = [run_dataset(d) for d in (run_dir, adapter) if d is not None]
+    key = hashlib.sha256(str(min_count).encode())
+    for d in datasets:
+        key.update(str(d).encode() + (d / "meta.json").read_bytes())
+    key = key.hexdigest()[:16]
+    cache = Path(cache_dir or adapter or run_dir) / LEXICON_FILE
+    if cache.is_file():
+        cached = read_json(cache, "lexicon cache", DataError)
+        if cached.get("key") == key:
+            return Lexicon(cached["words"])
+    log.info("building the lexicon of %s (once; cached in %s)", ", ".join(map(str, datasets)), cache)
+    songs = (s.text for d in datasets for s in dataset_songs(TokenDataset(d), "train"))
+    words = corpus_words(songs, min_count)
+    try:
+        atomic_write_json(cache, {"key": key, "min_count": min_count, "datasets": [str(d) for d in datasets],
+                                  "words": words})
+    except OSError as e:
+        log.warning("notice: the lexicon could not be cached in %s (%s); it is rebuilt next time", cache, e)
+    return Lexicon(words)
