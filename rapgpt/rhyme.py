@@ -94,15 +94,19 @@ def _from_spelling(word: str) -> Pronunciation:
 
 def spelled_out(word: str) -> str:
     """The dictionary spelling of a slang one: quotes stripped, a dropped g put back ("gettin'" -> "getting")."""
-    return re.sub(r"in'?$", "ing", word.strip("'"))
+    if word.endswith("in'"):
+        return word.strip("'") + "g"
+    return re.sub(r"(?<=[^aeiou'])in$", "ing", word.strip("'"))  # "gettin", not "rain"
 
 
 @functools.cache
 def pronunciation(word: str) -> Pronunciation:
     """The sounds of a lower-case word: CMUdict's first pronunciation, else a guess from its spelling."""
     bare = word.strip("'")
-    # A dropped g is read as the full word first, so that "gettin'" sounds like "getting", not like "kitten".
-    for candidate in (spelled_out(word), word, bare, bare.replace("'", "")):
+    candidates = [word, bare, spelled_out(word), bare.replace("'", "")]
+    if word.endswith("in'"):  # a dropped g: read as the full word, so that "gettin'" sounds like "getting"
+        candidates.insert(0, candidates.pop(2))
+    for candidate in candidates:
         phones = pronouncing.phones_for_word(candidate)
         if phones:
             return _from_phones(phones[0])

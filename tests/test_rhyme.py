@@ -15,7 +15,7 @@ from rapgpt.rhyme import (
 @pytest.mark.parametrize(
     ("a", "b"),
     [("night", "light"), ("day", "away"), ("later", "greater"), ("money", "honey"), ("gettin'", "bettin'"),
-     ("flow", "go"), ("nothin'", "stuffing")],
+     ("flow", "go"), ("nothin'", "stuffing"), ("brain", "chain")],
 )
 def test_perfect_rhymes_share_their_sounds_from_the_stressed_vowel(a, b):
     assert perfect_rhyme(a, b) and rhymes(a, b)

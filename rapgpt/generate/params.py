@@ -55,6 +55,53 @@ class SamplingParams:
         return self.temperature == 0
 
 
+# A scheme gives the rhyme letter of each line of a four-line stanza: lines with the same letter rhyme.
+SCHEMES = ("free", "AABB", "ABAB", "ABCB", "AAAA")
+LEXICONS = ("corpus", "off")
+SCHEME_CANDIDATES = 8  # candidate lines per line when a scheme is set and --candidates is not
+DEFAULT_LINES = 16  # lines written line by line when --lines is not given: a verse
+MAX_CANDIDATES = 64
+MAX_LINES = 256
+
+
+@dataclass(frozen=True)
+class WritingParams:
+    """How to write beyond sampling token after token: line by line to a rhyme scheme, choosing each line among
+    candidates, and keeping a character model to real words. The defaults are today's free writing; the lexicon
+    is on for character models unless `lexicon="off"`."""
+
+    scheme: str = "free"  # free, or a stanza's rhyme letters: AABB, ABAB, ABCB, AAAA
+    lines: int | None = None  # lines to write (None: 16 line by line, else as many as max_new_tokens gives)
+    candidates: int | None = None  # candidate lines sampled together for each line (None: 8 with a scheme, else 1)
+    rhyme_weight: float = 1.0  # a perfect rhyme is worth this much mean log-probability per token
+    lexicon: str | None = None  # corpus: keep to the training text's words; off; None: corpus for char models
+
+    def __post_init__(self) -> None:
+        _check(self.scheme in SCHEMES, "scheme", self.scheme, f"one of {', '.join(SCHEMES)}")
+        _check(self.lines is None or (_is_int(self.lines) and 1 <= self.lines <= MAX_LINES), "lines", self.lines,
+               f"an integer in [1, {MAX_LINES}], or None")
+        _check(self.candidates is None or (_is_int(self.candidates) and 1 <= self.candidates <= MAX_CANDIDATES),
+               "candidates", self.candidates, f"an integer in [1, {MAX_CANDIDATES}], or None")
+        _check(_is_real(self.rhyme_weight) and self.rhyme_weight >= 0, "rhyme_weight", self.rhyme_weight,
+               "a number >= 0")
+        _check(self.lexicon is None or self.lexicon in LEXICONS, "lexicon", self.lexicon,
+               f"one of {', '.join(LEXICONS)}, or None")
+
+    @property
+    def line_by_line(self) -> bool:
+        """Whether the text is written a line at a time (a scheme, a line count or candidates ask for it)."""
+        return self.scheme != "free" or self.lines is not None or (self.candidates or 1) > 1
+
+    @property
+    def num_candidates(self) -> int:
+        return self.candidates or (SCHEME_CANDIDATES if self.scheme != "free" else 1)
+
+    @property
+    def num_lines(self) -> int:
+        """Lines to write, when writing line by line."""
+        return self.lines or DEFAULT_LINES
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

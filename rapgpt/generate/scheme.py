@@ -1,0 +1,244 @@
+"""Writing line by line to a rhyme scheme: K candidate lines sampled together, the best one kept.
+
+For each line, K candidates continue the text so far as K sequences of the batched decoder: they share the same
+prefix, which the decoder prefills once and copies into the other slots. Each candidate ends at its line break.
+A candidate's score is the model's own mean log-probability per token plus `rhyme_weight` times how well its end
+rhymes (`rapgpt.rhyme.line_rhyme`) with the earlier lines of its stanza that the scheme gives the same letter;
+the best lyric line is kept (lines without words, or cut short, only when no candidate is better), and the next
+line continues from it. Lines the prompt already holds count for the scheme, so a user can write the first line
+and let the model answer it.
+
+`LineWriter` wraps a `BatchDecoder` with the decoder's own interface (`add`, `cancel`, `step`, `has_work`), so
+that the CLI and the server run verses and plain sequences side by side: a verse's events carry its own id
+(negative, so that it never meets a sequence id) and one piece of text per kept line.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from dataclasses import dataclass, replace
+
+from rapgpt.evaluate.text import SECTION_TAG, lyric_lines, words
+from rapgpt.generate.decoder import SLIDE_KEEP, BatchDecoder, Completion, Event, nth_sample_params
+from rapgpt.generate.lexicon import Speller
+from rapgpt.generate.params import SamplingParams, WritingParams
+from rapgpt.rhyme import line_rhyme
+
+LINE_END = "\n"
+
+
+def partners(scheme: str, index: int) -> list[int]:
+    """The earlier lines of line `index`'s stanza that `scheme` makes it rhyme with (none for free writing)."""
+    if scheme == "free":
+        return []
+    stanza = len(scheme)
+    start = index - index % stanza
+    return [j for j in range(start, index) if scheme[j % stanza] == scheme[index % stanza]]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    completion: Completion
+    words: list[str]  # the words of the whole line (a partial line of the prompt included)
+    score: float  # mean log-probability per token + rhyme_weight x rhyme
+
+    @property
+    def whole_line(self) -> bool:
+        """A line of lyrics that ended at a line break (not a blank line, a section tag, the song's end or the
+        token budget)."""
+        return self.completion.finish_reason == "stop" and bool(self.words)
+
+
+class Verse:
+    """One text written line by line on a decoder. Feed it the events of its candidates; it answers with one
+    event per kept line, the last one carrying the completion."""
+
+    def __init__(self, verse_id: int, decoder: BatchDecoder, prompt: str, params: SamplingParams,
+                 writing: WritingParams, speller: Speller | None = None):
+        self.id = verse_id
+        self.decoder = decoder
+        self.params = params
+        self.writing = writing
+        self.speller = speller
+        self.seed = params.seed if params.seed is not None else random.SystemRandom().randrange(2**63)
+        self.prompt_ids = decoder.encode_prompt(prompt)
+        complete, _, self.partial = prompt.rpartition(LINE_END)  # the prompt's unfinished last line
+        self.lines = [words(line) for line in lyric_lines(complete)]  # every lyric line so far, as words
+        self.text = ""  # the kept continuation
+        self.tokens: list[int] = []
+        self.logprob = 0.0
+        self.written = 0  # lyric lines kept
+        self.kept = 0  # lines kept, blank lines and section tags included
+        self.pending: dict[int, Completion | None] = {}  # this line's candidates (sequence id -> completion)
+        self.cancelled = False
+        self.done = False
+        self._start_line()
+
+    def _start_line(self) -> None:
+        """Queue this line's K candidates, continuing the prompt and the kept lines."""
+        context = self.prompt_ids + self.decoder.tokenizer.encode(self.text)
+        keep = max(1, int(self.decoder.context_length * SLIDE_KEEP))
+        if len(context) > self.decoder.context_length:  # slide as the decoder would, without its notice
+            context = context[-keep:]
+        k = self.writing.num_candidates
+        base = replace(self.params, seed=self.seed, stop=(LINE_END,))
+        self.pending = {
+            self.decoder.add_tokens(list(context), nth_sample_params(base, self.kept * k + j), self.speller): None
+            for j in range(k)
+        }
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        for seq_id in self.pending:
+            self.decoder.cancel(seq_id)
+
+    def feed(self, event: Event) -> Event | None:
+        """Take an event of one of the candidates; return this verse's event once the line is decided."""
+        if event.completion is None:
+            return None
+        self.pending[event.seq_id] = event.completion
+        if any(c is None for c in self.pending.values()):
+            return None
+        if self.cancelled:
+            return self._finish("", None, "cancelled")
+        best = self.choose([c for c in self.pending.values() if c is not None])
+        return self._keep(best)
+
+    def choose(self, completions: list[Completion]) -> Candidate:
+        """The best candidate: a whole lyric line if there is one, then the highest score."""
+        index = len(self.lines)
+        rhymes_with = [self.lines[j] for j in partners(self.writing.scheme, index)]
+        scored = []
+        for c in completions:
+            line_words = words(self.partial + c.text)
+            if SECTION_TAG.match(self.partial + c.text):
+                line_words = []
+            score = mean_logprob(c)
+            if rhymes_with and line_words:
+                score += self.writing.rhyme_weight * sum(line_rhyme(line_words, p) for p in rhymes_with) / len(
+                    rhymes_with)
+            scored.append(Candidate(c, line_words, score))
+        return max(scored, key=lambda cand: (cand.whole_line, cand.score))
+
+    def _keep(self, best: Candidate) -> Event:
+        c = best.completion
+        piece = c.text if c.finish_reason == "eot" else c.text + LINE_END
+        self.tokens += c.tokens
+        self.logprob += c.logprob
+        self.kept += 1
+        if best.words:
+            self.lines.append(best.words)
+            self.written += 1
+        self.partial = ""
+        start = len(self.text)
+        self.text += piece
+        cut = self._find_stop(start)
+        if cut is not None:
+            kept = self.text[start:cut]
+            self.text = self.text[:cut]
+            return self._finish(kept, c.tokens[-1] if c.tokens else None, "stop")
+        last = c.tokens[-1] if c.tokens else None
+        if c.finish_reason == "eot":
+            return self._finish(piece, last, "eot")
+        # Enough lyric lines, or a model that keeps writing blank lines: the verse ends.
+        if self.written >= self.writing.num_lines or self.kept >= 2 * self.writing.num_lines:
+            return self._finish(piece, last, "length")
+        self._start_line()
+        return Event(self.id, piece, last)
+
+    def _find_stop(self, start: int) -> int | None:
+        """Where the user's stop strings cut the text: before the first one that the new line completes."""
+        found = []
+        for s in self.params.stop:
+            at = self.text.find(s, max(0, start - len(s) + 1))
+            if at != -1:
+                found.append((at + len(s), at))
+        return min(found)[1] if found else None
+
+    def _finish(self, piece: str, token: int | None, reason: str) -> Event:
+        self.done = True
+        self.pending = {}
+        completion = Completion(self.text, self.tokens, reason, len(self.prompt_ids), 0, self.seed, self.logprob)
+        return Event(self.id, piece, token, completion)
+
+
+class LineWriter:
+    """A `BatchDecoder` that also writes verses: `add` with line-by-line WritingParams starts a `Verse`, anything
+    else is a plain sequence of the decoder. Verses and sequences step together in the same batch."""
+
+    def __init__(self, decoder: BatchDecoder):
+        self.decoder = decoder
+        self.verses: dict[int, Verse] = {}
+        self._owner: dict[int, Verse] = {}  # candidate sequence id -> its verse
+        self._ids = itertools.count(-1, -1)
+
+    @property
+    def has_work(self) -> bool:
+        return self.decoder.has_work
+
+    @property
+    def max_batch(self) -> int:
+        return self.decoder.max_batch
+
+    @property
+    def busy_slots(self) -> int:
+        """Sequences running or waiting in the decoder (a verse holds one per candidate)."""
+        return len(self.decoder.running) + len(self.decoder.waiting)
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        return self.decoder.encode_prompt(prompt)
+
+    def add(self, prompt: str, params: SamplingParams, writing: WritingParams | None = None,
+            speller: Speller | None = None) -> int:
+        if writing is None or not writing.line_by_line:
+            return self.decoder.add(prompt, params, speller)
+        verse = Verse(next(self._ids), self.decoder, prompt, params, writing, speller)
+        self.verses[verse.id] = verse
+        self._owner.update((seq_id, verse) for seq_id in verse.pending)
+        return verse.id
+
+    def cancel(self, seq_id: int) -> None:
+        if seq_id in self.verses:
+            self.verses[seq_id].cancel()
+        else:
+            self.decoder.cancel(seq_id)
+
+    def step(self) -> list[Event]:
+        events = []
+        for event in self.decoder.step():
+            verse = self._owner.get(event.seq_id)
+            if verse is None:
+                events.append(event)
+                continue
+            if event.completion is not None:
+                del self._owner[event.seq_id]
+            result = verse.feed(event)
+            if result is None:
+                continue
+            events.append(result)
+            if verse.done:
+                del self.verses[verse.id]
+            else:
+                self._owner.update((seq_id, verse) for seq_id in verse.pending)
+        return events
+
+
+def write(decoder: BatchDecoder, prompts: list[str], params: SamplingParams, writing: WritingParams | None = None,
+          speller: Speller | None = None) -> list[Completion]:
+    """Write a continuation of each prompt (prompt i with seed + i) on `decoder`: line by line when `writing`
+    asks for it, else as `generate` does."""
+    writer = LineWriter(decoder)
+    ids = [writer.add(p, nth_sample_params(params, i), writing, speller) for i, p in enumerate(prompts)]
+    done: dict[int, Completion] = {}
+    while writer.has_work:
+        done.update((e.seq_id, e.completion) for e in writer.step() if e.completion is not None)
+    return [done[i] for i in ids]
+
+
+def mean_logprob(completion: Completion) -> float:
+    """The model's mean log-probability per token of a completion, an ending end-of-text token included (-inf
+    for one without tokens)."""
+    n = completion.completion_tokens + (completion.finish_reason == "eot")
+    return completion.logprob / n if n else -math.inf

@@ -1,0 +1,114 @@
+import random
+
+import pytest
+
+from rapgpt.errors import ConfigError
+from rapgpt.evaluate.text import lyric_lines, words
+from rapgpt.generate import BatchDecoder, SamplingParams
+from rapgpt.generate.decoder import Completion
+from rapgpt.generate.params import WritingParams
+from rapgpt.generate.scheme import LineWriter, Verse, partners, write
+from rapgpt.rhyme import rhymes
+from tests.tiny_training import train_char_model
+
+FAMILIES = [["night", "light", "fight", "sight"], ["day", "way", "play", "stay"], ["cold", "gold", "hold", "bold"],
+            ["rain", "pain", "chain", "gain"]]
+FILLER = ["we", "run", "the", "city", "my", "car"]
+
+
+def song(rng: random.Random, lines: int = 24) -> str:
+    """Lines ending in a word of a random rhyme family: the training text itself follows no scheme."""
+    return "\n".join(" ".join([*rng.sample(FILLER, 2), rng.choice(rng.choice(FAMILIES))]) for _ in range(lines))
+
+
+@pytest.fixture(scope="module")
+def couplet_model():
+    rng = random.Random(0)
+    return train_char_model([song(rng) for _ in range(40)], steps=150, block=32)
+
+
+def pair_rate(text: str, scheme: str) -> float:
+    """The share of lines with a scheme partner that rhyme with it."""
+    ends = [words(line)[-1] for line in lyric_lines(text) if words(line)]
+    pairs = [(i, j) for i in range(len(ends)) for j in partners(scheme, i)[-1:]]
+    return sum(rhymes(ends[i], ends[j]) for i, j in pairs) / max(1, len(pairs))
+
+
+def test_partners_follow_each_scheme_within_a_stanza():
+    assert [partners("AABB", i) for i in range(6)] == [[], [0], [], [2], [], [4]]
+    assert [partners("ABAB", i) for i in range(4)] == [[], [], [0], [1]]
+    assert [partners("ABCB", i) for i in range(4)] == [[], [], [], [1]]
+    assert partners("AAAA", 3) == [0, 1, 2] and partners("free", 3) == []
+
+
+def test_writing_settings_refuse_nonsense_naming_the_choices():
+    with pytest.raises(ConfigError, match="scheme must be one of free, AABB, ABAB, ABCB, AAAA"):
+        WritingParams(scheme="XYZ")
+    with pytest.raises(ConfigError, match="^candidates must be"):
+        WritingParams(candidates=0)
+    assert WritingParams(scheme="AABB").num_candidates == 8 and WritingParams().num_candidates == 1
+    assert not WritingParams().line_by_line and WritingParams(lines=4).line_by_line
+
+
+def test_an_aabb_verse_rhymes_its_couplets_where_free_writing_does_not(couplet_model):
+    model, tokenizer = couplet_model
+    params = SamplingParams(max_new_tokens=40, temperature=1.0, seed=11)
+    decoder = BatchDecoder(model, tokenizer, max_batch=32)
+    rhymed = write(decoder, [""] * 4, params, WritingParams(scheme="AABB", lines=8, candidates=8))
+    free = write(decoder, [""] * 4, params, WritingParams(lines=8))
+    for verse in rhymed:  # with one candidate a line, a free verse may end early where the model ends the song
+        assert len(lyric_lines(verse.text)) == 8 and verse.finish_reason == "length"
+    # The model ends its lines in a word of a random family: a couplet rhymes by chance about a quarter of the time.
+    rhymed_rate = sum(pair_rate(v.text, "AABB") for v in rhymed) / 4
+    free_rate = sum(pair_rate(v.text, "AABB") for v in free) / 4
+    assert rhymed_rate >= 0.6 and free_rate <= 0.4
+    # The same seed writes the same verse.
+    assert write(decoder, [""], params, WritingParams(scheme="AABB", lines=8))[0].text == rhymed[0].text
+
+
+def test_a_prompt_line_is_answered_with_a_rhyme(couplet_model):
+    model, tokenizer = couplet_model
+    decoder = BatchDecoder(model, tokenizer, max_batch=8)
+    for seed in range(3):
+        params = SamplingParams(max_new_tokens=40, temperature=1.0, seed=seed)
+        (verse,) = write(decoder, ["we run my gold\n"], params, WritingParams(scheme="AABB", lines=1))
+        assert rhymes(words(verse.text)[-1], "gold"), verse.text
+
+
+def test_the_rhyme_score_changes_which_candidate_is_kept(couplet_model):
+    model, tokenizer = couplet_model
+    decoder = BatchDecoder(model, tokenizer, max_batch=4)
+    verse = Verse(-1, decoder, "we run the night\n", SamplingParams(), WritingParams(scheme="AABB", lines=1))
+    likely = Completion("you run the day", [2] * 15, "stop", 1, 0, 0, logprob=-3.0)
+    rhyming = Completion("you run the light", [2] * 16, "stop", 1, 0, 0, logprob=-8.0)
+    assert verse.choose([likely, rhyming]).completion is rhyming
+    free = Verse(-2, decoder, "we run the night\n", SamplingParams(), WritingParams(lines=1, candidates=2))
+    assert free.choose([likely, rhyming]).completion is likely
+    blank = Completion("", [], "stop", 1, 0, 0, logprob=-0.1)
+    assert free.choose([blank, rhyming]).completion is rhyming  # a line with words beats a likelier blank one
+
+
+def test_a_user_stop_string_ends_the_verse_inside_a_line(couplet_model):
+    model, tokenizer = couplet_model
+    params = SamplingParams(max_new_tokens=60, seed=1, stop=("e",))
+    (verse,) = write(BatchDecoder(model, tokenizer, 8), [""], params, WritingParams(scheme="AABB", lines=4))
+    assert verse.finish_reason == "stop" and "e" not in verse.text
+
+
+def test_verses_and_plain_sequences_share_one_batch(couplet_model):
+    model, tokenizer = couplet_model
+    writer = LineWriter(BatchDecoder(model, tokenizer, max_batch=16))
+    params = SamplingParams(max_new_tokens=40, seed=2)
+    verse_id = writer.add("", params, WritingParams(scheme="ABAB", lines=4, candidates=4))
+    plain_id = writer.add("", params)
+    pieces: dict[int, list[str]] = {verse_id: [], plain_id: []}
+    done = {}
+    while writer.has_work:
+        for event in writer.step():
+            pieces[event.seq_id].append(event.text)
+            if event.completion is not None:
+                done[event.seq_id] = event.completion
+    assert set(done) == {verse_id, plain_id} and verse_id < 0 <= plain_id
+    assert "".join(pieces[verse_id]) == done[verse_id].text
+    assert all(p.endswith("\n") for p in pieces[verse_id])  # streamed a whole line at a time
+    assert len(lyric_lines(done[verse_id].text)) == 4
