@@ -362,7 +362,8 @@ def _finetune(args: argparse.Namespace) -> None:
 
 
 def _add_generate(sub) -> None:
-    from rapgpt.generate.params import SamplingParams  # torch-free: the defaults shown below are the real ones
+    from rapgpt.generate.params import SamplingParams, WritingParams  # torch-free: the defaults shown are real
+    from rapgpt.options import add_flags
 
     d = SamplingParams()
     p = _command(
@@ -405,6 +406,7 @@ def _add_generate(sub) -> None:
     p.add_argument("--cache-info", action="store_true", help="print the KV cache's size and its formula to stderr")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads (default: all cores); on a machine busy with other work, 1 is often faster")
+    add_flags(p, WritingParams)
     p.set_defaults(handler=_generate)
 
 
@@ -415,7 +417,8 @@ def _unescape(text: str) -> str:
 
 def _generate(args: argparse.Namespace) -> None:
     from rapgpt.generate.command import generate_command
-    from rapgpt.generate.params import SamplingParams
+    from rapgpt.generate.params import SamplingParams, WritingParams
+    from rapgpt.options import flags_given, resolve
 
     params = SamplingParams(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -423,7 +426,8 @@ def _generate(args: argparse.Namespace) -> None:
         presence_penalty=args.presence_penalty, stop=tuple(args.stop), seed=args.seed,
     )
     generate_command(args.model, args.prompt, params, args.num_samples, args.precision, args.quantize,
-                     args.cache_info, adapter=args.adapter, threads=args.threads)
+                     args.cache_info, adapter=args.adapter, threads=args.threads,
+                     writing=resolve(WritingParams, flags_given(args, WritingParams), where=("flags",)))
 
 
 def _add_eval(sub) -> None:

@@ -20,7 +20,9 @@ from rapgpt.data.tokenizer import EOT_TEXT
 from rapgpt.errors import ConfigError
 from rapgpt.generate.decoder import BatchDecoder, Completion, nth_sample_params
 from rapgpt.generate.inference import cache_nbytes, format_bytes, load_for_inference
-from rapgpt.generate.params import SamplingParams
+from rapgpt.generate.lexicon import run_speller
+from rapgpt.generate.params import SamplingParams, WritingParams
+from rapgpt.generate.scheme import LineWriter
 
 # Samples beyond this many wait for a free slot rather than growing the cache.
 MAX_BATCH = 16
@@ -38,10 +40,13 @@ def generate_command(
     threads: int | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    writing: WritingParams | None = None,
 ) -> list[Completion]:
     """Generate `num_samples` continuations of `prompt` with the run in `model` (and a LoRA `adapter` trained on
-    it); sample i uses seed + i. The lyrics go to `out`, diagnostics to `err` (stdout and stderr by default)."""
+    it); sample i uses seed + i. `writing` asks for a rhyme scheme, candidate lines and the lexicon. The lyrics go
+    to `out` (a verse a line at a time), diagnostics to `err` (stdout and stderr by default)."""
     params = params or SamplingParams()
+    writing = writing or WritingParams()
     out, err = out or sys.stdout, err or sys.stderr
     if num_samples < 1:
         raise ConfigError(f"num_samples must be a positive integer, got {num_samples}")
@@ -51,12 +56,15 @@ def generate_command(
         torch.set_num_threads(threads)
     with _diagnostics_to(err):
         gpt, tokenizer = load_for_inference(model, precision, quantize, adapter=adapter)
-        decoder = BatchDecoder(gpt, tokenizer, max_batch=min(num_samples, MAX_BATCH))
+        speller = run_speller(model, tokenizer, writing.lexicon, adapter)
+        k = writing.num_candidates if writing.line_by_line else 1
+        decoder = BatchDecoder(gpt, tokenizer, max_batch=min(num_samples * k, max(MAX_BATCH, k)))
         if cache_info:
             print(_cache_report(decoder, precision), file=err)
-        ids = [decoder.add(prompt, nth_sample_params(params, i)) for i in range(num_samples)]
+        writer = LineWriter(decoder)
+        ids = [writer.add(prompt, nth_sample_params(params, i), writing, speller) for i in range(num_samples)]
         start = time.perf_counter()
-        completions = _show(decoder, ids, prompt, out)
+        completions = _show(writer, ids, prompt, out)
         elapsed = time.perf_counter() - start
     for i, c in enumerate(completions):
         print(f"[sample {i + 1}/{num_samples}: {c.completion_tokens} tokens, finished by {c.finish_reason}, "
@@ -66,7 +74,7 @@ def generate_command(
     return completions
 
 
-def _show(decoder: BatchDecoder, ids: list[int], prompt: str, out: TextIO) -> list[Completion]:
+def _show(decoder: LineWriter, ids: list[int], prompt: str, out: TextIO) -> list[Completion]:
     """Run the decoder, writing sample after sample to `out` and each one's text as soon as it is known."""
     texts = {i: "" for i in ids}
     done: dict[int, Completion] = {}

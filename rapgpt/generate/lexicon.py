@@ -196,3 +196,18 @@ def run_lexicon(run_dir: str | Path, adapter: str | Path | None = None, cache_di
     except OSError as e:
         log.warning("notice: the lexicon could not be cached in %s (%s); it is rebuilt next time", cache, e)
     return Lexicon(words)
+
+
+def run_speller(run_dir: str | Path, tokenizer: Tokenizer, choice: str | None, adapter: str | Path | None = None,
+                cache_dir: str | Path | None = None) -> Speller | None:
+    """The speller that `--lexicon choice` asks for: "corpus" builds it (or fails saying why), "off" gives None,
+    and None (the default) builds it for a character model whose training data is at hand, else gives None."""
+    if choice == "off" or (choice is None and not isinstance(tokenizer, CharTokenizer)):
+        return None
+    try:
+        return Speller(run_lexicon(run_dir, adapter, cache_dir), tokenizer)
+    except DataError as e:
+        if choice == "corpus":
+            raise
+        log.warning("notice: writing without the lexicon: %s", e)
+        return None

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 
 from rapgpt.errors import ConfigError
+from rapgpt.options import setting
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,16 @@ class WritingParams:
     candidates, and keeping a character model to real words. The defaults are today's free writing; the lexicon
     is on for character models unless `lexicon="off"`."""
 
-    scheme: str = "free"  # free, or a stanza's rhyme letters: AABB, ABAB, ABCB, AAAA
-    lines: int | None = None  # lines to write (None: 16 line by line, else as many as max_new_tokens gives)
-    candidates: int | None = None  # candidate lines sampled together for each line (None: 8 with a scheme, else 1)
-    rhyme_weight: float = 1.0  # a perfect rhyme is worth this much mean log-probability per token
-    lexicon: str | None = None  # corpus: keep to the training text's words; off; None: corpus for char models
+    scheme: str = setting("free", "write line by line to a rhyme scheme of four-line stanzas, AABB, ABAB, ABCB "
+                                  "or AAAA (lines with the same letter rhyme); free: no scheme", choices=SCHEMES)
+    lines: int | None = setting(None, "write this many lines, one at a time (default: 16 when writing line by "
+                                      "line); line by line, the token budget is each line's")
+    candidates: int | None = setting(None, f"candidate lines sampled together for each line, the best kept "
+                                           f"(default: {SCHEME_CANDIDATES} with a scheme, else 1)")
+    rhyme_weight: float = setting(1.0, "what a perfect rhyme is worth against the mean log-probability per token "
+                                       "when choosing a line")
+    lexicon: str | None = setting(None, "corpus: a character model spells only words of its training text; off "
+                                        "(default: corpus for character models)", choices=LEXICONS)
 
     def __post_init__(self) -> None:
         _check(self.scheme in SCHEMES, "scheme", self.scheme, f"one of {', '.join(SCHEMES)}")

@@ -1,0 +1,47 @@
+"""`rapgpt generate` with a rhyme scheme, candidate lines and the lexicon."""
+
+import pytest
+import torch
+
+from rapgpt.checkpoint import save_run
+from rapgpt.cli import main
+from rapgpt.data.tokenizer import CharTokenizer
+from rapgpt.generate import BatchDecoder, SamplingParams
+from rapgpt.generate.params import WritingParams
+from rapgpt.generate.scheme import write
+from rapgpt.model import GPT, GPTConfig
+
+CHARS = "abcdefghijklmnopqrstuvwxyz \n"
+
+
+@pytest.fixture
+def run(tmp_path):
+    tok = CharTokenizer(list(CHARS))
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16)).eval()
+    save_run(tmp_path / "run", model, tok)
+    return tmp_path / "run", model, tok
+
+
+def test_a_scheme_verse_is_printed_line_by_line_as_the_api_writes_it(run, capsys):
+    path, model, tok = run
+    code = main(["generate", "--model", str(path), "--prompt", "we go\\n", "--scheme", "AABB", "--lines", "4",
+                 "--candidates", "3", "--seed", "7", "--max-new-tokens", "12", "--lexicon", "off"])
+    out, err = capsys.readouterr()
+    params = SamplingParams(max_new_tokens=12, seed=7)
+    (verse,) = write(BatchDecoder(model, tok, 3), ["we go\n"], params, WritingParams("AABB", 4, 3, lexicon="off"))
+    assert code == 0, err
+    assert out == "we go\n" + verse.text + "\n"
+
+
+def test_asking_for_the_lexicon_of_a_run_without_recorded_data_names_the_way_out(run, capsys):
+    path, *_ = run
+    assert main(["generate", "--model", str(path), "--lexicon", "corpus", "--max-new-tokens", "2"]) == 2
+    assert "--lexicon off" in capsys.readouterr().err
+
+
+def test_an_unknown_scheme_is_refused_naming_the_allowed_ones(run, capsys):
+    path, *_ = run
+    with pytest.raises(SystemExit):
+        main(["generate", "--model", str(path), "--scheme", "ABBA"])
+    assert "AABB" in capsys.readouterr().err
