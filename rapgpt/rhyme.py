@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import pronouncing
 
+from rapgpt.evaluate.text import WORD
+
 VOWEL_DIGRAPHS = {
     "ee": "IY", "ea": "IY", "ie": "IY", "ey": "IY", "ei": "EY", "ai": "EY", "ay": "EY", "oa": "OW", "oe": "OW",
     "oo": "UW", "ou": "AW", "ow": "OW", "oi": "OY", "oy": "OY", "au": "AO", "aw": "AO", "ue": "UW", "ew": "UW",
@@ -99,7 +101,7 @@ def spelled_out(word: str) -> str:
     return re.sub(r"(?<=[^aeiou'])in$", "ing", word.strip("'"))  # "gettin", not "rain"
 
 
-@functools.cache
+@functools.lru_cache(maxsize=2**17)  # bounded: a server reads whatever words its clients send
 def pronunciation(word: str) -> Pronunciation:
     """The sounds of a lower-case word: CMUdict's first pronunciation, else a guess from its spelling."""
     bare = word.strip("'")
@@ -151,3 +153,40 @@ def line_rhyme(a: Sequence[str], b: Sequence[str]) -> float:
     base = PERFECT if perfect_rhyme(a[-1], b[-1]) else SLANT
     extra = matching_vowels(a, b) - len(pronunciation(b[-1]).rhyme)
     return base + PER_EXTRA_VOWEL * min(max(extra, 0), MAX_EXTRA_VOWELS)
+
+
+@dataclass(frozen=True)
+class RhymeMark:
+    """A line-ending word that rhymes with another line end near it: characters [start, end) of the text, and a
+    group shared by the words that rhyme together."""
+
+    start: int
+    end: int
+    group: int
+
+
+NEAR_LINES = 4  # a line end is marked when it rhymes with one of this many lines before or after it
+
+
+def end_rhyme_marks(text: str, near: int = NEAR_LINES) -> list[RhymeMark]:
+    """The line ends of `text` that rhyme with a line end at most `near` lines away, so that a reader sees the
+    scheme: words with the same rhyming vowels share a group, numbered in order of appearance."""
+    ends: list[tuple[int, int, str]] = []
+    offset = 0
+    for line in text.lower().splitlines(keepends=True):
+        found = list(WORD.finditer(line))
+        if found:
+            ends.append((offset + found[-1].start(), offset + found[-1].end(), found[-1].group()))
+        offset += len(line)
+    marked: set[int] = set()
+    for k in range(len(ends)):
+        for j in range(max(0, k - near), k):
+            if rhymes(ends[j][2], ends[k][2]):
+                marked.update((j, k))
+    groups: dict[tuple[str, ...], int] = {}
+    marks = []
+    for i in sorted(marked):
+        start, end, word = ends[i]
+        group = groups.setdefault(pronunciation(word).rhyme, len(groups))
+        marks.append(RhymeMark(start, end, group))
+    return marks

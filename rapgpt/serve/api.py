@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rapgpt import __version__
 from rapgpt.errors import ConfigError, TokenizerError
 from rapgpt.generate import SamplingParams
+from rapgpt.generate.params import WritingParams
 from rapgpt.serve.engine import Chunk, Engine, Failed, Finished, Result, Sink, Ticket, Unavailable
 from rapgpt.serve.metrics import CONTENT_TYPE, Metrics
 from rapgpt.serve.schemas import (
@@ -44,6 +45,9 @@ from rapgpt.serve.schemas import (
     Health,
     ModelCard,
     ModelList,
+    RhymeMarkOut,
+    RhymesRequest,
+    RhymesResponse,
     Timings,
     Usage,
 )
@@ -153,11 +157,14 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
         if engine.state != "ready":
             raise engine_error(engine.unavailable())
 
-    def submit(prompt: str, params: SamplingParams, model: str, sink: Sink, index: int) -> Ticket:
+    def submit(prompt: str, params: SamplingParams, model: str, sink: Sink, index: int,
+               writing: WritingParams) -> Ticket:
         try:
-            return engine.submit(prompt, params, model, sink, index)
+            return engine.submit(prompt, params, model, sink, index, writing)
         except TokenizerError as e:
             raise invalid("prompt", str(e)) from e
+        except ConfigError as e:  # a lexicon the model lacks (the model itself was checked before)
+            raise invalid("lexicon", str(e)) from e
         except Unavailable as e:
             raise engine_error(e) from e
 
@@ -202,7 +209,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
                                      f"{', '.join(map(repr, adapters)) or 'none'} (null for the base model)")
         params = _sampling(body.sampling)
         sink = Sink()
-        ticket = submit(body.prompt, params, model, sink, 0)
+        ticket = submit(body.prompt, params, model, sink, 0, body.writing())
         gen_id = f"gen-{uuid.uuid4().hex[:24]}"
 
         def answer(result: Result) -> GenerateResponse:
@@ -238,6 +245,15 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
 
         return _event_stream(events())
 
+    @app.post("/api/rhymes", response_model=RhymesResponse, dependencies=protected, tags=["rapgpt"],
+              responses=ERROR_RESPONSES)
+    async def rhymes(body: RhymesRequest) -> RhymesResponse:
+        """The line ends of a text that rhyme with a line end near them, grouped by rhyme, for colouring."""
+        from rapgpt.rhyme import end_rhyme_marks
+
+        marks = await asyncio.to_thread(end_rhyme_marks, body.text)
+        return RhymesResponse(marks=[RhymeMarkOut(start=m.start, end=m.end, group=m.group) for m in marks])
+
     @app.post("/v1/completions", response_model=CompletionResponse, dependencies=protected, tags=["openai"],
               responses={**ERROR_RESPONSES, 404: {"model": ErrorResponse, "description": "unknown model"},
                          200: {"content": {"text/event-stream": {}}}})
@@ -256,7 +272,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
         tickets: list[Ticket] = []
         try:
             for index, (prompt, p) in enumerate(choices):
-                tickets.append(submit(prompt, p, body.model, sink, index))
+                tickets.append(submit(prompt, p, body.model, sink, index, body.writing()))
         except ApiError:
             for ticket in tickets:
                 engine.cancel(ticket)

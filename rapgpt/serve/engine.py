@@ -26,6 +26,9 @@ from dataclasses import dataclass
 from rapgpt.data.tokenizer import Tokenizer
 from rapgpt.errors import ConfigError, RapgptError
 from rapgpt.generate import BatchDecoder, Completion, SamplingParams
+from rapgpt.generate.lexicon import Speller
+from rapgpt.generate.params import WritingParams
+from rapgpt.generate.scheme import LineWriter
 from rapgpt.model import GPT
 from rapgpt.serve.metrics import Metrics
 
@@ -40,10 +43,18 @@ class ServedModel:
     model: GPT
     tokenizer: Tokenizer
     parent: str | None = None
+    speller: Speller | None = None  # the lexicon of its training text (character models), used unless turned off
 
     @property
     def context_length(self) -> int:
         return self.model.config.block_size
+
+    def speller_for(self, writing: WritingParams) -> Speller | None:
+        """The lexicon a request writes with. Raises ConfigError when it asks for one the model lacks."""
+        if writing.lexicon == "corpus" and self.speller is None:
+            raise ConfigError(f"the model {self.name!r} has no lexicon (a character model whose training data the "
+                              "server found): send lexicon null or \"off\"")
+        return None if writing.lexicon == "off" else self.speller
 
 
 @dataclass(frozen=True)
@@ -158,6 +169,8 @@ class Ticket:
     index: int
     submitted: float
     deadline: float
+    writing: WritingParams | None = None
+    speller: Speller | None = None
     seq_id: int | None = None  # set when admitted into a batch
     admitted: float | None = None
     first_token: float | None = None
@@ -186,7 +199,7 @@ class Engine:
         self._thread = threading.Thread(target=self._run, name="rapgpt-engine", daemon=True)
         # Owned by the engine thread:
         self._pending: deque[Ticket] = deque()
-        self._decoders: dict[str, BatchDecoder] = {}
+        self._decoders: dict[str, LineWriter] = {}
         self._running: dict[str, dict[int, Ticket]] = {}
         self._mean_duration = 0.0  # moving average of a request's running time, for Retry-After
 
@@ -208,17 +221,20 @@ class Engine:
             self._cond.wait_for(lambda: self.state != "loading", timeout)
         return self.state == "ready"
 
-    def submit(self, prompt: str, params: SamplingParams, model: str, sink: Sink, index: int = 0) -> Ticket:
-        """Queue a generation. Raises Unavailable (loading, shutting down, queue full), ConfigError for an unknown
-        model and TokenizerError for a prompt the model cannot read."""
+    def submit(self, prompt: str, params: SamplingParams, model: str, sink: Sink, index: int = 0,
+               writing: WritingParams | None = None) -> Ticket:
+        """Queue a generation (written line by line if `writing` says so). Raises Unavailable (loading, shutting
+        down, queue full), ConfigError for an unknown model or lexicon and TokenizerError for a prompt the model
+        cannot read."""
         if self.state != "ready":
             self.metrics.errors.labels("not_ready").inc()
             raise self.unavailable()
         if model not in self.models:
             raise ConfigError(f"unknown model {model!r}: choose one of {', '.join(self.models)}")
         self._decoders[model].encode_prompt(prompt)  # refuse unreadable text now, not in the engine thread
+        speller = self.models[model].speller_for(writing or WritingParams())
         now = time.monotonic()
-        ticket = Ticket(model, prompt, params, sink, index, now, now + self.settings.time_limit)
+        ticket = Ticket(model, prompt, params, sink, index, now, now + self.settings.time_limit, writing, speller)
         with self._cond:
             if self._stopping:
                 raise Unavailable("the server is shutting down", retry_after=30)
@@ -282,8 +298,8 @@ class Engine:
             self._step()
         self._shutdown()
 
-    def _new_decoder(self, served: ServedModel) -> BatchDecoder:
-        return BatchDecoder(served.model, served.tokenizer, max_batch=self.settings.max_batch)
+    def _new_decoder(self, served: ServedModel) -> LineWriter:
+        return LineWriter(BatchDecoder(served.model, served.tokenizer, max_batch=self.settings.max_batch))
 
     def _busy(self) -> bool:
         return any(d.has_work for d in self._decoders.values())
@@ -338,12 +354,12 @@ class Engine:
         now = time.monotonic()
         for ticket in list(self._pending):
             decoder = self._decoders[ticket.model]
-            if len(decoder.running) + len(decoder.waiting) >= decoder.max_batch:
+            if decoder.busy_slots >= decoder.max_batch:
                 continue
             self._pending.remove(ticket)
             self._dequeued()
             try:
-                ticket.seq_id = decoder.add(ticket.prompt, ticket.params)
+                ticket.seq_id = decoder.add(ticket.prompt, ticket.params, ticket.writing, ticket.speller)
             except RapgptError as e:
                 self._deliver([(ticket, Failed(ticket.index, e))])
                 continue

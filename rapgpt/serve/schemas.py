@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from rapgpt.generate import SamplingParams
+from rapgpt.generate.params import LEXICONS, MAX_LINES, SCHEMES, WritingParams
 
 MAX_PROMPT_CHARS = 8000
 MAX_NEW_TOKENS = 2048
@@ -22,11 +23,13 @@ MAX_TOP_K = 100_000
 MAX_CHOICES = 8  # completions per /v1/completions request: prompts x n
 MAX_SEED = 2**63 - 1
 MAX_NAME_CHARS = 128
+MAX_CANDIDATES = 16  # candidate lines per line of a verse: each takes a place in the batch
 # Below these, sampling's float32 arithmetic overflows (logits / temperature) or underflows (the top-p mass):
 # 0.01 is already as good as greedy, and top_p = 0.001 as good as keeping the one most likely token.
 MIN_TEMPERATURE = 0.01
 MIN_TOP_P = 0.001
 DEFAULTS = SamplingParams()
+WRITING = WritingParams()
 
 
 def _valid_unicode(text: str) -> str:
@@ -60,7 +63,27 @@ class Usage(BaseModel):
     total_tokens: int
 
 
-class GenerateRequest(BaseModel):
+class WritingFields(BaseModel):
+    """Writing line by line to a rhyme scheme, and keeping a character model to real words."""
+
+    scheme: Literal[SCHEMES] = Field(  # type: ignore[valid-type]
+        WRITING.scheme, description="rhyme scheme of four-line stanzas; free: no scheme")
+    lines: int | None = Field(WRITING.lines, ge=1, le=MAX_LINES,
+                              description="lines to write, one at a time (null: 16 with a scheme)")
+    candidates: int | None = Field(WRITING.candidates, ge=1, le=MAX_CANDIDATES,
+                                   description="candidate lines sampled for each line (null: 8 with a scheme)")
+    rhyme_weight: float = Field(WRITING.rhyme_weight, ge=0, le=10,
+                                description="what a rhyme is worth against the mean log-probability per token")
+    lexicon: Literal[LEXICONS] | None = Field(  # type: ignore[valid-type]
+        WRITING.lexicon, description="corpus: only words of the training text (character models); null: the "
+                                     "server's default")
+
+    def writing(self) -> WritingParams:
+        return WritingParams(scheme=self.scheme, lines=self.lines, candidates=self.candidates,
+                             rhyme_weight=self.rhyme_weight, lexicon=self.lexicon)
+
+
+class GenerateRequest(WritingFields):
     """Continue a prompt (an empty prompt starts a song from scratch)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -89,6 +112,22 @@ class GenerateRequest(BaseModel):
         )
 
 
+class RhymesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    text: Annotated[Text, StringConstraints(max_length=4 * MAX_PROMPT_CHARS)]
+
+
+class RhymeMarkOut(BaseModel):
+    start: int = Field(description="the word's first character in the text, counted in code points")
+    end: int = Field(description="one past its last character")
+    group: int = Field(description="shared by the words that rhyme together, numbered in order of appearance")
+
+
+class RhymesResponse(BaseModel):
+    marks: list[RhymeMarkOut] = Field(description="line ends that rhyme with a line end near them")
+
+
 class Timings(BaseModel):
     queued: float = Field(description="seconds waiting for a place in the batch")
     first_token: float | None = Field(description="seconds from arrival to the first token")
@@ -115,7 +154,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class CompletionRequest(BaseModel):
+class CompletionRequest(WritingFields):
     """OpenAI's completion request. `model` is an id from /v1/models."""
 
     model_config = ConfigDict(extra="ignore", strict=True)
@@ -139,7 +178,7 @@ class CompletionRequest(BaseModel):
     logit_bias: dict[str, float] | None = Field(None, max_length=0, description="not supported")
     suffix: None = Field(None, description="not supported")
     user: str | None = Field(None, max_length=256)
-    # rapgpt's own sampling settings (OpenAI's clients send them through `extra_body`)
+    # rapgpt's own sampling settings, beside the writing ones (OpenAI's clients send them through `extra_body`)
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     min_p: float | None = Field(None, ge=0, le=1)
     repetition_penalty: float | None = Field(None, ge=0.5, le=2)

@@ -59,15 +59,17 @@ def load_models(run_dir: str | Path, adapters: dict[str, Path], precision: str =
                 quantize: str | None = None) -> list[ServedModel]:
     """The base model, then one merged model per adapter, each prepared for inference."""
     from rapgpt.generate.inference import load_for_inference
+    from rapgpt.generate.lexicon import run_speller
 
     base = base_name(run_dir)
     model, tokenizer = load_for_inference(run_dir, precision, quantize)
-    served = [ServedModel(base, model, tokenizer)]
+    served = [ServedModel(base, model, tokenizer, speller=run_speller(run_dir, tokenizer, None))]
     for name, adapter_dir in adapters.items():
         merged, adapter_tokenizer = load_for_inference(run_dir, precision, quantize, adapter=adapter_dir)
         if adapter_tokenizer != tokenizer:
             raise ConfigError(f"adapter {name!r} uses another tokenizer than the base model {run_dir}")
-        served.append(ServedModel(name, merged, tokenizer, parent=base))
+        speller = run_speller(run_dir, tokenizer, None, adapter_dir)
+        served.append(ServedModel(name, merged, tokenizer, parent=base, speller=speller))
         log.info("adapter %s from %s merged into its own copy of %s", name, adapter_dir, base)
     return served
 
