@@ -7,6 +7,8 @@ import { History } from "./History";
 import type { HistoryEntry } from "./history";
 import { addEntry, fileName, loadHistory, saveHistory } from "./history";
 import { LYRIC_DEFAULTS, MAX_PROMPT_CHARS } from "./settings";
+import { RhymedLyrics, WritingControls } from "./Writing";
+import { WRITING_DEFAULTS } from "./writing";
 
 type Health = "loading" | "ready" | "down";
 
@@ -73,6 +75,7 @@ export function App() {
   const [model, setModel] = useState("");
   const [prompt, setPrompt] = useState("");
   const [settings, setSettings] = useState<SamplingSettings>(LYRIC_DEFAULTS);
+  const [writing, setWriting] = useState(WRITING_DEFAULTS);
   const [sheet, setSheet] = useState<Sheet>(EMPTY_SHEET);
   const [streaming, setStreaming] = useState(false);
   const [error, setError] = useState<string | null>(null);
@@ -107,7 +110,7 @@ export function App() {
   const generate = async () => {
     const chosen = models.find((m) => m.id === model);
     if (!chosen || streaming) return;
-    const request = { ...settings, prompt, adapter: chosen.parent ? chosen.id : null };
+    const request = { ...settings, ...writing, prompt, adapter: chosen.parent ? chosen.id : null };
     const created = Date.now();
     const controller = new AbortController();
     abort.current = controller;
@@ -218,13 +221,18 @@ export function App() {
               }} />
           </label>
           <Controls value={settings} onChange={setSettings} disabled={streaming} />
+          <WritingControls value={writing} onChange={setWriting} disabled={streaming} />
           <div className="actions">
             <button className="primary" onClick={generate} disabled={!ready || streaming}>
               {streaming ? "Writing…" : "Generate"}
             </button>
             <button className="secondary" onClick={stop} disabled={!streaming}>Stop</button>
-            <button className="link" onClick={() => setSettings(LYRIC_DEFAULTS)} disabled={streaming}>
+            <button className="link" onClick={() => { setSettings(LYRIC_DEFAULTS); setWriting(WRITING_DEFAULTS); }}
+              disabled={streaming}>
               Reset settings
+            </button>
+            <button className="link" onClick={() => setSheet({ ...EMPTY_SHEET, prompt })} disabled={streaming || !prompt}>
+              Show rhymes
             </button>
           </div>
         </section>
@@ -243,10 +251,7 @@ export function App() {
           {error && <div className="error" role="alert">{error}</div>}
           <pre className={streaming ? "lyrics streaming" : "lyrics"} data-testid="lyrics" aria-live="polite">
             {lyrics ? (
-              <>
-                <span className="prompt-text">{sheet.prompt}</span>
-                <span className="generated" data-testid="generated">{sheet.text}</span>
-              </>
+              <RhymedLyrics prompt={sheet.prompt} text={sheet.text} apiKey={apiKey} />
             ) : (
               <span className="placeholder">The lyrics appear here as they are written.</span>
             )}
