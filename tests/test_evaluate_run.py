@@ -45,7 +45,7 @@ def setup(tmp_path):
     return tmp_path
 
 
-def fake_generations(model, tokenizer, prompts, num_samples, max_new_tokens, seed):
+def fake_generations(model, tokenizer, prompts, num_samples, max_new_tokens, seed, writing=None):
     """Stands in for the sampler: the evaluation only sees texts."""
     rng = random.Random(seed)
     return [["\n".join(invented_line("Harbor Saint", rng) for _ in range(4)) + "\n"] * num_samples for _ in prompts]

@@ -45,3 +45,26 @@ def test_an_unknown_scheme_is_refused_naming_the_allowed_ones(run, capsys):
     with pytest.raises(SystemExit):
         main(["generate", "--model", str(path), "--scheme", "ABBA"])
     assert "AABB" in capsys.readouterr().err
+
+
+def test_eval_with_a_scheme_writes_verses_of_chunk_lines_and_records_the_scheme(tmp_path, monkeypatch):
+    import json
+
+    from rapgpt.evaluate import run as eval_run
+    from tests.test_evaluate_run import fake_generations
+    from tests.test_evaluate_run import setup as make_setup
+
+    root = make_setup.__wrapped__(tmp_path)
+    asked = []
+
+    def recording(*args):
+        asked.append(args[-1])
+        return fake_generations(*args)
+
+    monkeypatch.setattr(eval_run, "generate_texts", recording)
+    main(["eval", "--model", str(root / "run"), "--data", str(root / "data"), "--out", str(root / "out"),
+          "--scheme", "ABAB", "--chunk-lines", "4", "--num-samples", "1", "--intrinsic-tokens", "0",
+          "--artist", "Harbor Saint", "--cache-dir", str(root / "cache")])
+    assert asked == [WritingParams(scheme="ABAB", lines=4)]
+    assert json.loads((root / "out" / "report.json").read_text())["runs"]["scheme"] == "ABAB"
+

@@ -24,6 +24,7 @@ from rapgpt.evaluate.originality import NgramIndex
 from rapgpt.evaluate.references import dataset_songs, require_artist
 from rapgpt.evaluate.report import write_report
 from rapgpt.evaluate.scoring import score_generations
+from rapgpt.generate.params import WritingParams
 from rapgpt.model import GPT
 
 
@@ -70,15 +71,18 @@ def fit_prompts(prompts: list[str], tokenizer: Tokenizer) -> list[str]:
 
 
 def generate_texts(
-    model: GPT, tokenizer: Tokenizer, prompts: list[str], num_samples: int, max_new_tokens: int, seed: int
+    model: GPT, tokenizer: Tokenizer, prompts: list[str], num_samples: int, max_new_tokens: int, seed: int,
+    writing: WritingParams | None = None,
 ) -> list[list[str]]:
-    """`num_samples` continuations per prompt from the project's sampler, in one batched call. The sampler seeds
-    request j with seed + j, so every sample has its own seed, and each model gets the same ones."""
-    from rapgpt.generate import SamplingParams, generate
+    """`num_samples` continuations per prompt from the project's sampler, in one batched call (verses written
+    line by line when `writing` asks for a scheme). The sampler seeds request j with seed + j, so every sample has
+    its own seed, and each model gets the same ones."""
+    from rapgpt.generate import BatchDecoder, SamplingParams
+    from rapgpt.generate.scheme import write
 
     requests = [p for _ in range(num_samples) for p in prompts]
     params = SamplingParams(max_new_tokens=max_new_tokens, seed=seed)
-    completions = generate(model, tokenizer, requests, params, max_batch=32)
+    completions = write(BatchDecoder(model, tokenizer, max_batch=32), requests, params, writing)
     return [[completions[i * len(prompts) + k].text for i in range(num_samples)] for k in range(len(prompts))]
 
 
@@ -117,8 +121,10 @@ def evaluate(
     seed: int = 0,
     cache_dir: str | Path | None = None,
     device: str = "cpu",
+    scheme: str = "free",
 ) -> Path:
-    """Evaluate a model run (and an adapter on it) against a prepared dataset; write the report into `out`."""
+    """Evaluate a model run (and an adapter on it) against a prepared dataset; write the report into `out`. With a
+    rhyme `scheme`, every sample is a verse of `chunk_lines` lines written to it (8 candidates a line)."""
     if min(num_samples, max_new_tokens, chunk_lines) < 1 or reference_chunks < 8 or intrinsic_tokens < 0:
         raise ConfigError(
             "--num-samples, --max-new-tokens and --chunk-lines must be positive, --reference-chunks at least 8 and "
@@ -126,6 +132,7 @@ def evaluate(
         )
     if Path(out).exists() and not Path(out).is_dir():
         raise ConfigError(f"--out {out} is a file: give a directory for the report")
+    writing = WritingParams(scheme=scheme, lines=chunk_lines) if scheme != "free" else None
     dataset = TokenDataset(data)
     prompt_list = read_prompts(prompts)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -148,7 +155,7 @@ def evaluate(
         elif intrinsic_tokens:
             scores[name] = intrinsic_scores(net, dataset, artist, intrinsic_tokens)
         print(f"generating {num_samples} x {len(prompt_list)} samples with {name}", file=sys.stderr)
-        generations[name] = generate_texts(net, tokenizer, prompt_list, num_samples, max_new_tokens, seed)
+        generations[name] = generate_texts(net, tokenizer, prompt_list, num_samples, max_new_tokens, seed, writing)
 
     report = score_generations(
         prompt_list,
@@ -162,7 +169,7 @@ def evaluate(
         max_heldout_chunks=reference_chunks // 4,
         seed=seed,
     )
-    report["runs"] = {**runs, "data": str(data)}
+    report["runs"] = {**runs, "data": str(data), "scheme": scheme}
     if scores:
         report["intrinsic"] = scores
     return write_report(report, out)
