@@ -1,0 +1,187 @@
+"""Rhyme and real words in generated verses: free sampling against rhyme schemes and the lexicon, beside real songs.
+
+    PYTHONPATH=. python benchmarks/rhyme_quality.py --model RUN [--adapter RUN2] --real DATA \\
+        [--verses 40] [--prompts 10] [--lines 16] [--candidates 4 8 16] [--schemes AABB ABAB] [--timed 2]
+
+For each model (the run and, with --adapter, the run with its adapter), the lexicon on and off, free writing and
+each scheme at each K: `--verses` verses of `--lines` lines, continuing the first `--prompts` prompts of
+`rapgpt eval`'s set in turn (temperature 0.8, top-p 0.95, seeded). Free writing is today's sampling, one line after
+the other (one candidate, no choice). The same measures on `--verses` chunks of `--lines` lines of the real songs
+in DATA (e.g. the held-out artist's dataset). Columns:
+
+    partner    lines that rhyme with the line their scheme pairs them with (schemes only)
+    end rhyme  lines that rhyme with one of the two lines before (the measure of `rapgpt eval`, any text)
+    density    rhyme density (DopeLearning), in vowels per word
+    real words words in CMUdict or in the training text's lexicon
+    logp/tok   the model's mean log-probability per token of the kept text (without the lexicon's mask)
+    distinct-2 distinct word bigrams over all bigrams, per verse
+    copied 8g  word 8-grams found in the training text
+    s/verse    seconds to write one verse alone (`--timed` verses, each alone: a user's wait)
+
+Quality rows are written in batches (every verse of a row together); the seconds are measured separately, one verse
+at a time, so that a row's cost is what one request pays. The machine may be shared: the CPU and the load are
+printed, and rows are only comparable with each other within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pronouncing
+import torch
+
+from rapgpt.data.dataset import TokenDataset
+from rapgpt.evaluate.craft import distinct_n, end_rhyme_rate, rhyme_density
+from rapgpt.evaluate.originality import NgramIndex, originality
+from rapgpt.evaluate.references import dataset_songs
+from rapgpt.evaluate.run import default_cache_dir, fit_prompts, read_prompts, training_index
+from rapgpt.evaluate.text import chunks, lyric_lines, words
+from rapgpt.generate import BatchDecoder, SamplingParams, load_for_inference
+from rapgpt.generate.lexicon import Lexicon, Speller, run_dataset, run_lexicon
+from rapgpt.generate.params import WritingParams
+from rapgpt.generate.scheme import mean_logprob, partners, write
+from rapgpt.rhyme import rhymes, spelled_out
+
+BATCH = 64  # sequences decoded together while writing a row's verses
+
+
+def cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
+def partner_rate(text: str, scheme: str) -> float:
+    """Share of the lines with a scheme partner that rhyme with it (their nearest partner)."""
+    ends = [words(line)[-1] for line in lyric_lines(text) if words(line)]
+    pairs = [(i, partners(scheme, i)[-1]) for i in range(len(ends)) if partners(scheme, i)]
+    return sum(rhymes(ends[i], ends[j]) for i, j in pairs) / len(pairs) if pairs else 0.0
+
+
+def real_word_share(text: str, lexicon: Lexicon) -> float:
+    ws = words(text)
+    real = [w in lexicon or bool(pronouncing.phones_for_word(spelled_out(w))) or bool(pronouncing.phones_for_word(w))
+            for w in ws]
+    return float(np.mean(real)) if real else 0.0
+
+
+def measure(texts: Sequence[str], scheme: str | None, lexicon: Lexicon, index: NgramIndex,
+            logprobs: Sequence[float] | None, seconds: float | None) -> dict[str, float | None]:
+    def mean(values):
+        return float(np.mean(list(values)))
+
+    return {
+        "partner": mean(partner_rate(t, scheme) for t in texts) if scheme else None,
+        "end rhyme": mean(end_rhyme_rate(t) for t in texts),
+        "density": mean(rhyme_density(t) for t in texts),
+        "real words": mean(real_word_share(t, lexicon) for t in texts),
+        "logp/tok": mean(logprobs) if logprobs else None,
+        "distinct-2": mean(distinct_n(words(t), 2) for t in texts),
+        "copied 8g": mean(originality(t, index).ngram_share for t in texts),
+        "s/verse": seconds,
+    }
+
+
+def write_verses(model, tokenizer, prompts: list[str], writing: WritingParams, speller: Speller | None,
+                 seed: int) -> list:
+    params = SamplingParams(max_new_tokens=160, temperature=0.8, top_p=0.95, seed=seed)
+    decoder = BatchDecoder(model, tokenizer, max_batch=min(BATCH, len(prompts) * writing.num_candidates))
+    return write(decoder, prompts, params, writing, speller)
+
+
+def seconds_per_verse(model, tokenizer, prompts: list[str], writing: WritingParams, speller: Speller | None,
+                      timed: int, seed: int) -> float:
+    start = time.perf_counter()
+    for i in range(timed):
+        write_verses(model, tokenizer, [prompts[i % len(prompts)]], writing, speller, seed + 1000 + i)
+    return (time.perf_counter() - start) / max(1, timed)
+
+
+def format_table(rows: list[tuple[str, dict]]) -> str:
+    columns = list(rows[0][1])
+    out = ["| writing | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for label, row in rows:
+        cells = []
+        for c in columns:
+            v = row[c]
+            cells.append("–" if v is None else f"{v:.1%}" if c in ("partner", "end rhyme", "real words", "copied 8g")
+                         else f"{v:.2f}" if c != "logp/tok" else f"{v:.3f}")
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True, type=Path, help="a character model's run directory")
+    ap.add_argument("--adapter", type=Path, help="a LoRA adapter trained on --model: measured as a second model")
+    ap.add_argument("--real", required=True, type=Path, help="a prepared dataset of the real songs to compare with")
+    ap.add_argument("--verses", type=int, default=40)
+    ap.add_argument("--prompts", type=int, default=10)
+    ap.add_argument("--lines", type=int, default=16)
+    ap.add_argument("--candidates", type=int, nargs="+", default=[4, 8, 16])
+    ap.add_argument("--schemes", nargs="+", default=["AABB", "ABAB"])
+    ap.add_argument("--timed", type=int, default=2, help="verses written alone to time each row")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cache-dir", type=Path, default=default_cache_dir(),
+                    help="where the lexicons and the n-gram index are kept (the runs may be read-only)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    started = time.perf_counter()
+    load = os.getloadavg()[0]
+    prompts = read_prompts()[: args.prompts]
+    models = {"base": (args.model, None)}
+    if args.adapter:
+        models["adapter"] = (args.model, args.adapter)
+    index = training_index(TokenDataset(run_dataset(args.model)), args.cache_dir)
+    print(f"# Rhyme quality: {args.model}{' + ' + str(args.adapter) if args.adapter else ''}\n")
+    print(f"{cpu_name()}, {os.cpu_count()} CPUs, {args.threads} thread(s), load average {load:.1f} at the start; "
+          f"{args.verses} verses of {args.lines} lines from {len(prompts)} prompts per row, K = {args.candidates}, "
+          f"seconds from {args.timed} verse(s) written alone per row\n")
+    lexicons: dict[str, Lexicon] = {}
+    for name, (run, adapter) in models.items():
+        model, tokenizer = load_for_inference(run, adapter=adapter)
+        lexicon_dir = args.cache_dir / "lexicons" / name  # rebuilt when its runs' data change
+        lexicon_dir.mkdir(parents=True, exist_ok=True)
+        lexicon = run_lexicon(run, adapter, cache_dir=lexicon_dir)
+        lexicons[name] = lexicon
+        speller = Speller(lexicon, tokenizer)
+        fitted = fit_prompts(prompts, tokenizer)
+        requests = [fitted[i % len(fitted)] for i in range(args.verses)]
+        rows = []
+        configs = [("free", 1)] + [(s, k) for s in args.schemes for k in args.candidates]
+        for use_lexicon in (True, False):
+            for scheme, k in configs:
+                writing = WritingParams(scheme=scheme, lines=args.lines, candidates=k)
+                spell = speller if use_lexicon else None
+                verses = write_verses(model, tokenizer, requests, writing, spell, args.seed)
+                seconds = seconds_per_verse(model, tokenizer, fitted, writing, spell, args.timed, args.seed)
+                label = f"{scheme}{f' K={k}' if scheme != 'free' else ''}, lexicon {'on' if use_lexicon else 'off'}"
+                row = measure([v.text for v in verses], scheme if scheme != "free" else None, lexicon, index,
+                              [mean_logprob(v) for v in verses], seconds)
+                rows.append((label, row))
+                print(f"  {name}: {label} done ({time.perf_counter() - started:.0f} s)", flush=True)
+        print(f"\n## {name}\n\n{format_table(rows)}\n", flush=True)
+
+    real = [c for s in dataset_songs(TokenDataset(args.real)) for c in chunks(s.text, args.lines)]
+    real = random.Random(args.seed).sample(real, min(args.verses, len(real)))
+    rows = [(f"real songs of {args.real.name}", measure(real, None, lexicons["base"], index, None, None))]
+    print(f"## real songs ({len(real)} chunks of {args.lines} lines)\n\n{format_table(rows)}\n")
+    read_as = ", ".join(f"{s} {np.mean([partner_rate(t, s) for t in real]):.1%}" for s in args.schemes)
+    print(f"The real chunks' partner rate, if read as written to a scheme: {read_as}\n")
+    print(f"total {time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.1f} at the end")
+
+
+if __name__ == "__main__":
+    main()
