@@ -1,26 +1,14 @@
 """`rapgpt generate` with a rhyme scheme, candidate lines and the lexicon."""
 
 import pytest
-import torch
 
-from rapgpt.checkpoint import save_run
 from rapgpt.cli import main
-from rapgpt.data.tokenizer import CharTokenizer
 from rapgpt.generate import BatchDecoder, SamplingParams
 from rapgpt.generate.params import WritingParams
 from rapgpt.generate.scheme import write
-from rapgpt.model import GPT, GPTConfig
+from tests import test_command
 
-CHARS = "abcdefghijklmnopqrstuvwxyz \n"
-
-
-@pytest.fixture
-def run(tmp_path):
-    tok = CharTokenizer(list(CHARS))
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16)).eval()
-    save_run(tmp_path / "run", model, tok)
-    return tmp_path / "run", model, tok
+run = test_command.run  # the tiny character run, a fixture
 
 
 def test_a_scheme_verse_is_printed_line_by_line_as_the_api_writes_it(run, capsys):
