@@ -112,3 +112,15 @@ def test_verses_and_plain_sequences_share_one_batch(couplet_model):
     assert "".join(pieces[verse_id]) == done[verse_id].text
     assert all(p.endswith("\n") for p in pieces[verse_id])  # streamed a whole line at a time
     assert len(lyric_lines(done[verse_id].text)) == 4
+
+
+def test_the_candidates_of_a_line_share_one_prefill_of_their_prefix(couplet_model, monkeypatch):
+    model, tokenizer = couplet_model
+    decoder = BatchDecoder(model, tokenizer, max_batch=8)
+    prefills = []
+    prefill = decoder._prefill
+    monkeypatch.setattr(decoder, "_prefill", lambda slot, tokens: prefills.append(len(tokens)) or prefill(slot, tokens))
+    # Lines of at most 8 tokens keep within the model's context of 32: no candidate slides its window.
+    (verse,) = write(decoder, ["we run\n"], SamplingParams(max_new_tokens=8, seed=0),
+                     WritingParams(scheme="AABB", lines=2, candidates=8))
+    assert len(prefills) == verse.text.count("\n") == 2  # one prefill per line, not one per candidate

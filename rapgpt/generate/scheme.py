@@ -21,12 +21,13 @@ import random
 from dataclasses import dataclass, replace
 
 from rapgpt.evaluate.text import SECTION_TAG, lyric_lines, words
-from rapgpt.generate.decoder import SLIDE_KEEP, BatchDecoder, Completion, Event, nth_sample_params
+from rapgpt.generate.decoder import BatchDecoder, Completion, Event, nth_sample_params
 from rapgpt.generate.lexicon import Speller
 from rapgpt.generate.params import SamplingParams, WritingParams
 from rapgpt.rhyme import line_rhyme
 
 LINE_END = "\n"
+LINE_ROOM = 4  # a line may take up to 1/LINE_ROOM of the context before the decoder has to slide its window
 
 
 def partners(scheme: str, index: int) -> list[int]:
@@ -79,9 +80,11 @@ class Verse:
     def _start_line(self) -> None:
         """Queue this line's K candidates, continuing the prompt and the kept lines."""
         context = self.prompt_ids + self.decoder.tokenizer.encode(self.text)
-        keep = max(1, int(self.decoder.context_length * SLIDE_KEEP))
-        if len(context) > self.decoder.context_length:  # slide as the decoder would, without its notice
-            context = context[-keep:]
+        # Leave room for the line in the context, so that K candidates need not each slide their window (a prefill
+        # apiece) before their line ends: the prefix is cut here, once, and prefilled once for all of them.
+        room = min(self.params.max_new_tokens, self.decoder.context_length // LINE_ROOM)
+        if len(context) + room > self.decoder.context_length:
+            context = context[-max(1, self.decoder.context_length - room) :]
         k = self.writing.num_candidates
         base = replace(self.params, seed=self.seed, stop=(LINE_END,))
         self.pending = {
