@@ -1,13 +1,14 @@
 """Generation: sampling settings, the batched KV-cache decoder, streaming, and CPU inference (precision, int8).
 
     from rapgpt.generate import SamplingParams, generate, load_for_inference, stream
+    from rapgpt.generate import WritingParams, write   # rhyme schemes, candidate lines, the lexicon
 
 Names are imported on first use, so that reading the sampling defaults (as `rapgpt --help` does) stays fast.
 """
 
 import importlib
 
-from rapgpt.generate.params import SamplingParams
+from rapgpt.generate.params import SamplingParams, WritingParams
 
 _MODULE_OF = {
     "BatchDecoder": "decoder",
@@ -16,9 +17,11 @@ _MODULE_OF = {
     "generate": "decoder",
     "stream": "decoder",
     "load_for_inference": "inference",
+    "write": "scheme",
 }
 
-__all__ = ["BatchDecoder", "Completion", "Event", "SamplingParams", "generate", "load_for_inference", "stream"]
+__all__ = ["BatchDecoder", "Completion", "Event", "SamplingParams", "WritingParams", "generate", "load_for_inference",
+           "stream", "write"]
 
 
 def __getattr__(name: str):
