@@ -10,7 +10,7 @@ the other (one candidate, no choice). The same measures on `--verses` chunks of 
 in DATA (e.g. the held-out artist's dataset). Columns:
 
     partner    lines that rhyme with the line their scheme pairs them with (schemes only)
-    end rhyme  lines that rhyme with one of the two lines before (the measure of `rapgpt eval`, any text)
+    end rhyme  lines that rhyme with one of the two lines before (`rapgpt eval`'s measure; any text)
     density    rhyme density (DopeLearning), in vowels per word
     real words words in CMUdict or in the training text's lexicon
     logp/tok   the model's mean log-probability per token of the kept text (without the lexicon's mask)
@@ -39,7 +39,7 @@ import pronouncing
 import torch
 
 from rapgpt.data.dataset import TokenDataset
-from rapgpt.evaluate.craft import distinct_n, end_rhyme_rate, rhyme_density
+from rapgpt.evaluate.craft import distinct_n, rhyme_density
 from rapgpt.evaluate.originality import NgramIndex, originality
 from rapgpt.evaluate.references import dataset_songs
 from rapgpt.evaluate.run import default_cache_dir, fit_prompts, read_prompts, training_index
@@ -61,11 +61,25 @@ def cpu_name() -> str:
         return platform.processor() or "unknown CPU"
 
 
-def partner_rate(text: str, scheme: str) -> float:
-    """Share of the lines with a scheme partner that rhyme with it (their nearest partner)."""
-    ends = [words(line)[-1] for line in lyric_lines(text) if words(line)]
-    pairs = [(i, partners(scheme, i)[-1]) for i in range(len(ends)) if partners(scheme, i)]
+def line_ends(text: str) -> list[str]:
+    return [words(line)[-1] for line in lyric_lines(text) if words(line)]
+
+
+def partner_rate(text: str, scheme: str, skip: int = 0) -> float:
+    """Share of the lines with a scheme partner that rhyme with it (their nearest partner); the first `skip`
+    lines (a prompt) count as partners but are not counted themselves."""
+    ends = line_ends(text)
+    pairs = [(i, partners(scheme, i)[-1]) for i in range(skip, len(ends)) if partners(scheme, i)]
     return sum(rhymes(ends[i], ends[j]) for i, j in pairs) / len(pairs) if pairs else 0.0
+
+
+def end_rhyme(text: str, skip: int = 0) -> float:
+    """Share of lines that rhyme with one of the two lines before (`rapgpt eval`'s end-rhyme measure, repeated
+    lines kept); the first `skip` lines (a prompt) are rhymed with but not counted."""
+    ends = line_ends(text)
+    counted = range(max(1, skip), len(ends))
+    hits = sum(any(rhymes(ends[i], ends[k]) for i in range(max(0, k - 2), k)) for k in counted)
+    return hits / len(counted) if counted else 0.0
 
 
 def real_word_share(text: str, lexicon: Lexicon) -> float:
@@ -76,13 +90,18 @@ def real_word_share(text: str, lexicon: Lexicon) -> float:
 
 
 def measure(texts: Sequence[str], scheme: str | None, lexicon: Lexicon, index: NgramIndex,
-            logprobs: Sequence[float] | None, seconds: float | None) -> dict[str, float | None]:
+            logprobs: Sequence[float] | None, seconds: float | None,
+            prompts: Sequence[str] | None = None) -> dict[str, float | None]:
+    """The row of a table. Rhymes are counted with the prompt's lines as the verse's first lines (the scheme
+    counts them), every other measure on the written text alone."""
     def mean(values):
         return float(np.mean(list(values)))
 
+    prompts = prompts or [""] * len(texts)
+    skips = [len(line_ends(p)) for p in prompts]
     return {
-        "partner": mean(partner_rate(t, scheme) for t in texts) if scheme else None,
-        "end rhyme": mean(end_rhyme_rate(t) for t in texts),
+        "partner": mean(partner_rate(p + t, scheme, n) for p, t, n in zip(prompts, texts, skips)) if scheme else None,
+        "end rhyme": mean(end_rhyme(p + t, n) for p, t, n in zip(prompts, texts, skips)),
         "density": mean(rhyme_density(t) for t in texts),
         "real words": mean(real_word_share(t, lexicon) for t in texts),
         "logp/tok": mean(logprobs) if logprobs else None,
@@ -138,6 +157,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
+    rhymes("warm", "storm")  # CMUdict loads on first use (seconds): not inside a timed verse
     started = time.perf_counter()
     load = os.getloadavg()[0]
     prompts = read_prompts()[: args.prompts]
@@ -169,7 +189,7 @@ def main() -> None:
                 seconds = seconds_per_verse(model, tokenizer, fitted, writing, spell, args.timed, args.seed)
                 label = f"{scheme}{f' K={k}' if scheme != 'free' else ''}, lexicon {'on' if use_lexicon else 'off'}"
                 row = measure([v.text for v in verses], scheme if scheme != "free" else None, lexicon, index,
-                              [mean_logprob(v) for v in verses], seconds)
+                              [mean_logprob(v) for v in verses], seconds, requests)
                 rows.append((label, row))
                 print(f"  {name}: {label} done ({time.perf_counter() - started:.0f} s)", flush=True)
         print(f"\n## {name}\n\n{format_table(rows)}\n", flush=True)
