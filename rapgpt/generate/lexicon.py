@@ -29,7 +29,7 @@ from rapgpt.fileio import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
 
-MIN_COUNT = 3  # a word must appear this often in the training text: rarer ones are mostly typos
+MIN_COUNT = 10  # a word must appear this often in the training text: rarer ones are mostly typos and fragments
 LEXICON_FILE = "lexicon.json"  # the cache, beside the run (or the adapter) it was built for
 LEXICON_CHOICES = ("corpus", "off")
 WORD = re.compile(r"(?:[^\W_]|['’])+")
