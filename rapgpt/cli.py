@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rapgpt import __version__
 from rapgpt.errors import RapgptError
+from rapgpt.precision import INFERENCE_CHOICES
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -310,7 +311,7 @@ def _add_serve(sub) -> None:
                    help="requests decoded together per model (each holds a KV cache for the whole context)")
     p.add_argument("--time-limit", type=float, default=120.0, metavar="SECONDS",
                    help="stop a request this long after it arrived, returning the text so far")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+    p.add_argument("--precision", choices=INFERENCE_CHOICES, default="fp32",
                    help="compute precision (bf16 halves memory and is faster on CPUs with AVX512-BF16/AMX)")
     p.add_argument("--quantize", choices=("int8",), default=None, help="weight-only int8 quantization")
     p.add_argument("--threads", type=int, default=None, metavar="N",
@@ -398,7 +399,7 @@ def _add_generate(sub) -> None:
     p.add_argument("--seed", type=int, default=d.seed, metavar="S",
                    help="make the output reproducible (sample i uses S + i); random when omitted")
     p.add_argument("--num-samples", type=int, default=1, metavar="N", help="how many continuations to write")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+    p.add_argument("--precision", choices=INFERENCE_CHOICES, default="fp32",
                    help="precision of the weights and activations (bf16 halves memory and is faster on most CPUs)")
     p.add_argument("--quantize", choices=("int8",), default=None,
                    help="int8 weights with per-channel scales (a quarter of fp32's memory, activations in --precision)")

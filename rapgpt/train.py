@@ -29,6 +29,7 @@ from rapgpt.errors import CheckpointError, ConfigError
 from rapgpt.fileio import read_json
 from rapgpt.model import GPT, preset_config
 from rapgpt.options import read_toml, resolve, to_dict
+from rapgpt.precision import Precision
 from rapgpt.training.batches import WindowSampler, eval_windows
 from rapgpt.training.budget import Progress, budget_used, schedule_progress
 from rapgpt.training.config import RESUMABLE_CHANGES, PretrainConfig, TrainConfig
@@ -89,7 +90,7 @@ class _Run:
         self.model, self.config, self.out_dir, self.save = model.to(runtime.device), config, out_dir, save
         self.runtime, self.tokenizer = runtime, tokenizer
         self.optimizer = make_optimizer(model, config, runtime.device)
-        self.scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
+        self.scaler = torch.amp.GradScaler(runtime.device.type, enabled=Precision(runtime.precision).scales_loss)
         block, rank, world = model.config.block_size, runtime.rank, runtime.world_size
         self.sampler = WindowSampler(train_tokens, block, config.batch_size, config.grad_accum, config.seed, rank,
                                      world)

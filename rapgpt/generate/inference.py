@@ -14,10 +14,10 @@ from rapgpt.data.tokenizer import Tokenizer
 from rapgpt.errors import ConfigError
 from rapgpt.generate.linear import INT8_BLOCK, Int8Embedding, Int8Linear, PackedLinear, can_pack
 from rapgpt.model import GPT, GPTConfig
+from rapgpt.precision import Precision
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 QUANTIZATIONS = ("int8",)
 
 
@@ -30,7 +30,7 @@ def load_for_inference(
 ) -> tuple[GPT, Tokenizer]:
     """A run's model ready to generate on CPU (eval mode, inference-only layers), and its tokenizer; with
     `adapter`, a LoRA adapter trained on the run is merged into the weights first."""
-    dtype = precision_dtype(precision)
+    dtype = Precision.parse(precision).dtype  # inference casts the weights themselves
     check_quantize(quantize)
     if adapter is None:
         model, tokenizer, _ = load_run(run_dir, "cpu", weights=weights)
@@ -42,12 +42,6 @@ def load_for_inference(
     model = prepare_for_inference(model, dtype, quantize)
     log.info("%s", memory_report(model, precision, quantize))
     return model, tokenizer
-
-
-def precision_dtype(precision: str) -> torch.dtype:
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    return PRECISIONS[precision]
 
 
 def check_quantize(quantize: str | None) -> None:

@@ -17,6 +17,7 @@ import torch
 
 from rapgpt.checkpoint import read_run_config
 from rapgpt.errors import ConfigError
+from rapgpt.precision import Precision
 from rapgpt.serve.engine import Engine, EngineSettings, ServedModel
 
 log = logging.getLogger(__name__)
@@ -94,13 +95,13 @@ def serve(
         from rapgpt.serve.api import ServeSettings, create_app
     except ImportError as e:
         raise ConfigError(f"serving needs the serve extra ({e.name} is missing): pip install 'rapgpt[serve]'") from e
-    from rapgpt.generate.inference import check_quantize, precision_dtype
+    from rapgpt.generate.inference import check_quantize
 
     read_run_config(model)  # a missing or broken run fails here, before the server starts
     adapter_dirs = parse_adapters(adapters)
     if base_name(model) in adapter_dirs:
         raise ConfigError(f"adapter name {base_name(model)!r} is the base model's name: choose another")
-    precision_dtype(precision)
+    Precision.parse(precision)
     check_quantize(quantize)
     if not 1 <= port <= 65535:
         raise ConfigError(f"--port must be in 1..65535, got {port}")

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from rapgpt.errors import ConfigError
 from rapgpt.options import setting
+from rapgpt.precision import TRAINING_CHOICES
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BUDGETS = ("max_steps", "max_tokens", "max_epochs", "max_minutes")
 # The layers LoRA adapts unless told otherwise: attention and MLP projections (see `rapgpt.lora.select_targets`).
 DEFAULT_LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
@@ -44,7 +44,7 @@ class TrainConfig:
     # Runtime.
     precision: str = setting(
         "auto", "fp32, bf16 (autocast), fp16 (CUDA, with loss scaling); auto picks bf16 where the hardware has it",
-        choices=PRECISIONS,
+        choices=TRAINING_CHOICES,
     )
     compile: bool = setting(False, "compile the model's blocks with torch.compile (slow first step, faster after)")
     device: str = setting("auto", "cpu, cuda, cuda:N or mps; auto picks CUDA, then MPS, then the CPU")
