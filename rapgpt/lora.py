@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -37,55 +37,13 @@ from rapgpt.data.tokenizer import Tokenizer
 from rapgpt.errors import CheckpointError, ConfigError, RapgptError
 from rapgpt.fileio import atomic_write, atomic_write_json, read_json
 from rapgpt.model import GPT
-from rapgpt.training.config import DEFAULT_LORA_TARGETS
+from rapgpt.training.config import DEFAULT_LORA_TARGETS, LoRAConfig, lora_scaling
 
 ADAPTER_WEIGHTS = "adapter.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_FORMAT = "rapgpt-lora/1"
 # The attention and MLP projections of every block; add "wte" to adapt the token embedding (and the tied head).
 DEFAULT_TARGETS = DEFAULT_LORA_TARGETS
-
-
-def lora_scaling(alpha: float, rank: int, rslora: bool) -> float:
-    """alpha / sqrt(r) with rsLoRA (rank-stabilised), alpha / r as in the original LoRA paper."""
-    return alpha / math.sqrt(rank) if rslora else alpha / rank
-
-
-@dataclass(frozen=True)
-class LoRAConfig:
-    rank: int = 8
-    alpha: float = 8.0
-    rslora: bool = True
-    # Dropout on the input of the LoRA path of Linear layers, in training. Off by default, as in PEFT: on a CPU,
-    # drawing a mask for every adapted layer costs more than LoRA saves over full training (benchmarks/lora_step.py),
-    # and the model's own dropout still regularises.
-    dropout: float = 0.0
-    targets: tuple[str, ...] = field(default=DEFAULT_TARGETS)  # name patterns, see `select_targets`
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "targets", tuple(self.targets))
-        if not isinstance(self.rank, int) or self.rank < 1:
-            raise ConfigError(f"LoRA rank must be a positive integer, got {self.rank!r}")
-        if not self.alpha > 0:
-            raise ConfigError(f"LoRA alpha must be positive, got {self.alpha!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"LoRA dropout must be in [0, 1), got {self.dropout!r}")
-        if not self.targets or not all(isinstance(t, str) and t for t in self.targets):
-            raise ConfigError(f"LoRA targets must be one or more non-empty name patterns, got {self.targets!r}")
-
-    @property
-    def scaling(self) -> float:
-        return lora_scaling(self.alpha, self.rank, self.rslora)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "targets": list(self.targets)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LoRAConfig:
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown LoRA config field(s): {', '.join(sorted(unknown))}")
-        return cls(**d)
 
 
 class LoRALayer(nn.Module):
