@@ -11,14 +11,13 @@ from torch import nn
 
 from rapgpt.checkpoint import WEIGHTS, load_run
 from rapgpt.data.tokenizer import Tokenizer
-from rapgpt.errors import ConfigError
 from rapgpt.generate.linear import INT8_BLOCK, Int8Embedding, Int8Linear, PackedLinear, can_pack
+from rapgpt.generate.params import check_quantize
 from rapgpt.model import GPT, GPTConfig
 from rapgpt.precision import Precision
 
 log = logging.getLogger(__name__)
 
-QUANTIZATIONS = ("int8",)
 
 
 def load_for_inference(
@@ -42,11 +41,6 @@ def load_for_inference(
     model = prepare_for_inference(model, dtype, quantize)
     log.info("%s", memory_report(model, precision, quantize))
     return model, tokenizer
-
-
-def check_quantize(quantize: str | None) -> None:
-    if quantize is not None and quantize not in QUANTIZATIONS:
-        raise ConfigError(f"unknown quantization {quantize!r}: choose {' or '.join(QUANTIZATIONS)}, or none")
 
 
 def prepare_for_inference(model: GPT, dtype: torch.dtype, quantize: str | None = None) -> GPT:

@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rapgpt import __version__
 from rapgpt.errors import ConfigError, TokenizerError
 from rapgpt.generate import SamplingParams
+from rapgpt.serve.config import ServeConfig
 from rapgpt.serve.engine import Chunk, Engine, Failed, Finished, Result, Sink, Ticket, Unavailable
 from rapgpt.serve.metrics import CONTENT_TYPE, Metrics
 from rapgpt.serve.schemas import (
@@ -68,8 +69,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class ServeSettings:
-    api_key: str | None = None  # when set, /api, /v1 and /metrics require "Authorization: Bearer <key>"
-    cors_origins: tuple[str, ...] = ()  # origins allowed to call the API from a browser ("*" for any)
+    api_key: str | None = ServeConfig.api_key  # when set, /api, /v1 and /metrics require "Bearer <key>"
+    cors_origins: tuple[str, ...] = ServeConfig.cors_origins  # origins allowed to call the API from a browser
     static_dir: Path | None = STATIC_DIR  # the built front end; None serves no front end
     disconnect_poll: float = 0.5  # seconds between checks that a client awaiting a whole answer is still there
 
