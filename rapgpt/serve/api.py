@@ -16,7 +16,7 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rapgpt import __version__
 from rapgpt.errors import ConfigError, TokenizerError
 from rapgpt.generate import SamplingParams
-from rapgpt.serve.config import ServeConfig
+from rapgpt.serve.config import LIMITS, ServeConfig
 from rapgpt.serve.engine import Chunk, Engine, Failed, Finished, Result, Sink, Ticket, Unavailable
 from rapgpt.serve.metrics import CONTENT_TYPE, Metrics
 from rapgpt.serve.schemas import (
@@ -177,6 +177,12 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
     async def prometheus_metrics() -> Response:
         """Requests, errors, latency and time-to-first-token histograms, tokens generated, queue depth."""
         return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/api/limits", tags=["rapgpt"])
+    async def limits() -> dict[str, int | float]:
+        """The bounds of a request's fields (prompt length, token budget, sampling settings), which the studio's
+        controls follow."""
+        return asdict(LIMITS)
 
     @app.get("/v1/models", response_model=ModelList, dependencies=protected, responses=ERROR_RESPONSES,
              tags=["openai"])

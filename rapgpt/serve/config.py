@@ -13,6 +13,30 @@ from rapgpt.options import setting
 
 
 @dataclass(frozen=True)
+class RequestLimits:
+    """The bounds of one request's fields: what /api/generate and /v1/completions accept (`rapgpt.serve.schemas`)
+    and what the studio's controls allow, which it reads from GET /api/limits."""
+
+    prompt_chars: int = 8000
+    max_new_tokens: int = 2048
+    stop_strings: int = 4
+    stop_chars: int = 64
+    top_k: int = 100_000
+    choices: int = 8  # completions per /v1/completions request: prompts x n
+    max_temperature: float = 2.0
+    # Below these, sampling's float32 arithmetic overflows (logits / temperature) or underflows (the top-p mass):
+    # 0.01 is already as good as greedy, and top_p = 0.001 as good as keeping the one most likely token.
+    min_temperature: float = 0.01
+    min_top_p: float = 0.001
+    min_repetition_penalty: float = 0.5
+    max_repetition_penalty: float = 2.0
+    max_penalty: float = 2.0  # frequency and presence penalties lie in [-max_penalty, max_penalty]
+
+
+LIMITS = RequestLimits()
+
+
+@dataclass(frozen=True)
 class ServeConfig(InferenceConfig):
     host: str = setting("127.0.0.1", "address to listen on; 0.0.0.0 exposes the server to the network (set "
                                      "--api-key)")
