@@ -14,6 +14,8 @@ from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 
+import torch
+
 from rapgpt.checkpoint import load_run
 from rapgpt.data.dataset import TokenDataset
 from rapgpt.data.tokenizer import CharTokenizer, Tokenizer
@@ -26,6 +28,7 @@ from rapgpt.evaluate.references import dataset_songs, require_artist
 from rapgpt.evaluate.report import write_report
 from rapgpt.evaluate.scoring import score_generations
 from rapgpt.model import GPT
+from rapgpt.training.runtime import pick_device
 
 
 def read_prompts(path: str | Path | None = None) -> list[str]:
@@ -83,7 +86,7 @@ def generate_texts(
     return [[completions[i * len(prompts) + k].text for i in range(num_samples)] for k in range(len(prompts))]
 
 
-def load_adapted(model_run: str | Path, adapter_run: str | Path, device: str) -> tuple[GPT, Tokenizer]:
+def load_adapted(model_run: str | Path, adapter_run: str | Path, device: torch.device) -> tuple[GPT, Tokenizer]:
     from rapgpt.lora import load_adapted_run
 
     model, tokenizer, _ = load_adapted_run(model_run, adapter_run, merge=True, device=device)
@@ -111,7 +114,8 @@ def evaluate(
 ) -> Path:
     """Evaluate a model run (and an adapter on it) against a prepared dataset; write the report into `out`."""
     config = config or EvalConfig()
-    artist, num_samples, seed, device = config.artist, config.num_samples, config.seed, config.device
+    artist, num_samples, seed = config.artist, config.num_samples, config.seed
+    device = pick_device(config.device)
     intrinsic_tokens = config.intrinsic_tokens  # 0 skips the intrinsic scores
     if Path(out).exists() and not Path(out).is_dir():
         raise ConfigError(f"--out {out} is a file: give a directory for the report")

@@ -43,7 +43,8 @@ def generate_command(
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     with _diagnostics_to(err):
-        gpt, tokenizer = load_for_inference(model, config.precision, config.quantize, adapter=adapter)
+        gpt, tokenizer = load_for_inference(model, config.precision, config.quantize, adapter=adapter,
+                                              device=config.device)
         decoder = BatchDecoder(gpt, tokenizer, max_batch=min(num_samples, MAX_BATCH))
         if config.cache_info:
             print(_cache_report(decoder, config.precision), file=err)

@@ -91,6 +91,8 @@ class InferenceConfig:
     threads: int | None = setting(
         None, "CPU threads for the model (default: generate: all cores; serve: all but one, left to stream the "
               "tokens out); on a machine busy with other work, 1 is often faster")
+    device: str = setting("cpu", "where the model runs: cpu, cuda, cuda:N, mps, or auto (CUDA, then MPS, then the "
+                                 "CPU)")
 
     def __post_init__(self) -> None:
         Precision.parse(self.precision)

@@ -7,6 +7,7 @@ its adapter's weights.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -63,12 +64,12 @@ def load_models(run_dir: str | Path, adapters: dict[str, Path],
     from rapgpt.generate.inference import load_for_inference
 
     config = config or InferenceConfig()
-    precision, quantize = config.precision, config.quantize
+    load = functools.partial(load_for_inference, run_dir, config.precision, config.quantize, device=config.device)
     base = base_name(run_dir)
-    model, tokenizer = load_for_inference(run_dir, precision, quantize)
+    model, tokenizer = load()
     served = [ServedModel(base, model, tokenizer)]
     for name, adapter_dir in adapters.items():
-        merged, adapter_tokenizer = load_for_inference(run_dir, precision, quantize, adapter=adapter_dir)
+        merged, adapter_tokenizer = load(adapter=adapter_dir)
         if adapter_tokenizer != tokenizer:
             raise ConfigError(f"adapter {name!r} uses another tokenizer than the base model {run_dir}")
         served.append(ServedModel(name, merged, tokenizer, parent=base))
