@@ -27,6 +27,8 @@ from rapgpt.data.dataset import TokenDataset
 from rapgpt.data.tokenizer import Tokenizer
 from rapgpt.errors import CheckpointError, ConfigError
 from rapgpt.fileio import read_json
+from rapgpt.generate.decoder import generate
+from rapgpt.generate.params import SamplingParams
 from rapgpt.model import GPT, preset_config
 from rapgpt.options import read_toml, resolve, to_dict
 from rapgpt.precision import Precision
@@ -38,7 +40,6 @@ from rapgpt.training.metrics import METRICS, append_metrics, keep_metrics_until,
 from rapgpt.training.optim import lr_at, make_optimizer, set_lr
 from rapgpt.training.plots import plot_curves
 from rapgpt.training.runtime import Runtime, setup_runtime, teardown
-from rapgpt.training.sample import sample_text
 from rapgpt.training.state import STATE, check_fingerprint, load_state, save_state
 
 BEST = "best.safetensors"
@@ -180,8 +181,7 @@ class _Run:
                        "model is overfitting" + (", stopping (--early-stop)" if config.early_stop else ""))
         evaluations = len(self.monitor.history)
         if config.sample_every and self.tokenizer is not None and (evaluations - 1) % config.sample_every == 0:
-            with torch.compiler.set_stance("force_eager"):
-                record["sample"] = sample_text(self.model, self.tokenizer, config.sample_tokens, seed=config.seed)
+            record["sample"] = self.sample()
             tqdm.write(f"--- sample at step {progress.step:,} ---\n{record['sample']}\n---")
         self.save("latest", record)
         if is_best:
@@ -199,6 +199,19 @@ class _Run:
         })
         plot_curves(self.records, self.out_dir / CURVES)
         return overfitting and config.early_stop
+
+    def sample(self) -> str:
+        """What the model writes now, from the decoder that serves it later (on the model's device, with its own
+        random stream: the run's RNG is left untouched, so sampling does not change the run)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.compiler.set_stance("force_eager"):
+                params = SamplingParams(max_new_tokens=self.config.sample_tokens, seed=self.config.seed)
+                (completion,) = generate(self.model, self.tokenizer, [""], params)
+        finally:
+            self.model.train(was_training)
+        return completion.text
 
     def train(self) -> dict[str, Any]:
         config, progress, runtime = self.config, self.progress, self.runtime
