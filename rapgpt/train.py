@@ -44,6 +44,7 @@ from rapgpt.training.state import STATE, check_fingerprint, load_state, save_sta
 
 BEST = "best.safetensors"
 CURVES = "curves.png"
+SHOW_EVERY = 1.0  # seconds between two updates of the progress bar's loss and speed
 
 SaveHook = Callable[[str, dict[str, Any]], None]
 """Called on rank 0 with "latest" at every evaluation and "best" at each new lowest val loss, and the record of
@@ -63,7 +64,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, micro_batches
         sync = contextlib.nullcontext() if last or not isinstance(model, DistributedDataParallel) else model.no_sync()
         with sync:
             with runtime.autocast():
-                _, loss = model(x.to(device, non_blocking=True), y.to(device, non_blocking=True), return_logits=False)
+                _, loss = model(to_device(x, device), to_device(y, device), return_logits=False)
             scaler.scale(loss / len(micro_batches)).backward()
         total += loss.detach()
     if grad_clip:
@@ -73,6 +74,14 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, micro_batches
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
     return total / len(micro_batches)
+
+
+def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch on `device`: on CUDA copied from pinned memory without blocking, so the copy overlaps the work
+    already queued; elsewhere moved as usual (a non-blocking copy from unpinned memory would block anyway)."""
+    if device.type == "cuda":
+        return batch.pin_memory().to(device, non_blocking=True)
+    return batch.to(device)
 
 
 def compile_blocks(model: nn.Module) -> None:
@@ -229,6 +238,7 @@ class _Run:
                    bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}")
         bar.update(min(100.0, 100 * budget_used(config, progress, self.train_tokens)))
         start_tokens, loss_sum, losses = progress.tokens, torch.zeros((), device=runtime.device), 0
+        shown = since
         while not stop:
             progress.seconds = self.elapsed(since, base)
             used = budget_used(config, progress, self.train_tokens)
@@ -243,8 +253,10 @@ class _Run:
             progress.tokens += self.sampler.tokens_per_step
             loss_sum += loss
             losses += 1
-            rate = (progress.tokens - start_tokens) / max(time.perf_counter() - since, 1e-9)
-            bar.set_postfix_str(f"step {progress.step:,}, loss {loss.item():.4f}, {rate:,.0f} tok/s", refresh=False)
+            if time.perf_counter() - shown >= SHOW_EVERY:  # reading the loss waits for the device: only now
+                shown = time.perf_counter()
+                rate = (progress.tokens - start_tokens) / max(shown - since, 1e-9)
+                bar.set_postfix_str(f"step {progress.step:,}, loss {loss.item():.4f}, {rate:,.0f} tok/s")
             if progress.step % config.eval_interval == 0:
                 train_loss = runtime.all_reduce(loss_sum / losses).item() / runtime.world_size
                 progress.seconds = self.elapsed(since, base)
