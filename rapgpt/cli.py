@@ -96,7 +96,7 @@ def _train(args: argparse.Namespace) -> None:
     # take twice as long on 2 threads as on 1); sleeping costs little when the machine is idle. Set before torch
     # loads; an explicit OMP_WAIT_POLICY in the environment wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from rapgpt.train import pretrain, resolve_run_config
+    from rapgpt.training.loop import pretrain, resolve_run_config
 
     flags = flags_given(args, PretrainConfig)
     config = resolve_run_config(PretrainConfig, args.out, args.resume, args.config, flags)
@@ -104,8 +104,8 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _finetune(args: argparse.Namespace) -> None:
-    from rapgpt.finetune import RECORD, finetune
-    from rapgpt.train import resolve_run_config
+    from rapgpt.training.finetune import RECORD, finetune
+    from rapgpt.training.loop import resolve_run_config
 
     flags = flags_given(args, FinetuneConfig)
     config = resolve_run_config(FinetuneConfig, args.out, args.resume, args.config, flags, record=RECORD)

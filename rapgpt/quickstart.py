@@ -41,10 +41,10 @@ def quickstart(
 ) -> Path:
     """Run the pipeline into `out` and return it; with `serve`, end by serving both models until interrupted."""
     from rapgpt.data.prepare import prepare
-    from rapgpt.finetune import finetune
     from rapgpt.generate import SamplingParams
     from rapgpt.generate.command import generate_command
-    from rapgpt.train import pretrain
+    from rapgpt.training.finetune import finetune
+    from rapgpt.training.loop import pretrain
 
     if train_minutes <= 0 or finetune_minutes <= 0:
         raise ConfigError("--train-minutes and --finetune-minutes must be positive")

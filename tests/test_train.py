@@ -17,10 +17,10 @@ from rapgpt.data.tokenizer import CharTokenizer
 from rapgpt.errors import CheckpointError, ConfigError
 from rapgpt.generate import SamplingParams, generate
 from rapgpt.model import GPT, GPTConfig
-from rapgpt.train import compile_blocks, fit, pretrain, resolve_run_config, train_step
 from rapgpt.training.batches import eval_windows
 from rapgpt.training.config import PretrainConfig, TrainConfig
 from rapgpt.training.evaluate import evaluate
+from rapgpt.training.loop import compile_blocks, fit, pretrain, resolve_run_config, train_step
 from rapgpt.training.metrics import read_metrics
 from rapgpt.training.runtime import Runtime
 

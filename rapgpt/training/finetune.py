@@ -20,8 +20,8 @@ from rapgpt.errors import DataError
 from rapgpt.fileio import atomic_write_json
 from rapgpt.lora import apply_lora, save_adapter, trainable_parameters_report
 from rapgpt.options import to_dict
-from rapgpt.train import fit
 from rapgpt.training.config import FinetuneConfig
+from rapgpt.training.loop import fit
 from rapgpt.training.runtime import setup_runtime, teardown
 
 BEST_ADAPTER = "best"
