@@ -25,8 +25,8 @@ def api_schema():
 
 
 def operations() -> list[str]:
-    return ["GET /health", "GET /metrics", "GET /v1/models", "POST /api/generate", "POST /api/rhymes",
-            "POST /v1/completions"]
+    return ["GET /health", "GET /metrics", "GET /v1/models", "GET /api/limits", "POST /api/generate",
+            "POST /api/rhymes", "POST /v1/completions"]
 
 
 def test_the_schema_lists_every_endpoint(api_schema):

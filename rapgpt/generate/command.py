@@ -17,11 +17,10 @@ from typing import TextIO
 import torch
 
 from rapgpt.data.tokenizer import EOT_TEXT
-from rapgpt.errors import ConfigError
 from rapgpt.generate.decoder import BatchDecoder, Completion, nth_sample_params
 from rapgpt.generate.inference import cache_nbytes, format_bytes, load_for_inference
 from rapgpt.generate.lexicon import run_speller
-from rapgpt.generate.params import SamplingParams, WritingParams
+from rapgpt.generate.params import GenerateConfig, SamplingParams, WritingParams
 from rapgpt.generate.scheme import LineWriter
 
 # Samples beyond this many wait for a free slot rather than growing the cache.
@@ -32,35 +31,29 @@ def generate_command(
     model: Path,
     prompt: str = "",
     params: SamplingParams | None = None,
-    num_samples: int = 1,
-    precision: str = "fp32",
-    quantize: str | None = None,
-    cache_info: bool = False,
+    config: GenerateConfig | None = None,
     adapter: Path | None = None,
-    threads: int | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
     writing: WritingParams | None = None,
 ) -> list[Completion]:
-    """Generate `num_samples` continuations of `prompt` with the run in `model` (and a LoRA `adapter` trained on
-    it); sample i uses seed + i. `writing` asks for a rhyme scheme, candidate lines and the lexicon. The lyrics go
-    to `out` (a verse a line at a time), diagnostics to `err` (stdout and stderr by default)."""
-    params = params or SamplingParams()
+    """Generate `config.num_samples` continuations of `prompt` with the run in `model` (and a LoRA `adapter`
+    trained on it); sample i uses seed + i. `writing` asks for a rhyme scheme, candidate lines and the lexicon. The
+    lyrics go to `out` (a verse a line at a time), diagnostics to `err` (stdout and stderr by default)."""
+    params, config = params or SamplingParams(), config or GenerateConfig()
     writing = writing or WritingParams()
+    num_samples = config.num_samples
     out, err = out or sys.stdout, err or sys.stderr
-    if num_samples < 1:
-        raise ConfigError(f"num_samples must be a positive integer, got {num_samples}")
-    if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"threads must be a positive integer, got {threads}")
-        torch.set_num_threads(threads)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     with _diagnostics_to(err):
-        gpt, tokenizer = load_for_inference(model, precision, quantize, adapter=adapter)
+        gpt, tokenizer = load_for_inference(model, config.precision, config.quantize, adapter=adapter,
+                                              device=config.device)
         speller = run_speller(model, tokenizer, writing.lexicon, adapter)
         k = writing.num_candidates if writing.line_by_line else 1
         decoder = BatchDecoder(gpt, tokenizer, max_batch=min(num_samples * k, max(MAX_BATCH, k)))
-        if cache_info:
-            print(_cache_report(decoder, precision), file=err)
+        if config.cache_info:
+            print(_cache_report(decoder, config.precision), file=err)
         writer = LineWriter(decoder)
         ids = [writer.add(prompt, nth_sample_params(params, i), writing, speller) for i in range(num_samples)]
         start = time.perf_counter()

@@ -155,7 +155,7 @@ def run_dataset(run_dir: str | Path) -> Path:
     from the working directory, then from the run directory and its parents (runs and data often sit side by
     side)."""
     run_dir = Path(run_dir)
-    from rapgpt.finetune import RECORD  # an adapter directory records its data there
+    from rapgpt.training.finetune import RECORD  # an adapter directory records its data there
 
     record = run_dir / RECORD if (run_dir / RECORD).is_file() else run_dir / "config.json"
     data = read_json(record, "run record", DataError).get("data")

@@ -1,15 +1,17 @@
 // The rhyme-scheme controls, and lyrics shown with the words that rhyme in a shared colour.
 import { useEffect, useState } from "react";
+import type { Limits } from "./api";
 import type { RhymeMark, Scheme, Segment, WritingSettings } from "./writing";
-import { MAX_CANDIDATES, RHYME_COLOURS, SCHEMES, fetchRhymes, segments, splitAt } from "./writing";
+import { RHYME_COLOURS, SCHEMES, fetchRhymes, segments, splitAt } from "./writing";
 
 interface ControlsProps {
   value: WritingSettings;
+  limits: Limits | null; // the server's, once read
   onChange: (value: WritingSettings) => void;
   disabled: boolean;
 }
 
-export function WritingControls({ value, onChange, disabled }: ControlsProps) {
+export function WritingControls({ value, limits, onChange, disabled }: ControlsProps) {
   const number = (text: string) => (text === "" ? null : Math.max(1, Math.round(Number(text))));
   return (
     <fieldset className="controls writing" disabled={disabled}>
@@ -22,13 +24,13 @@ export function WritingControls({ value, onChange, disabled }: ControlsProps) {
       </label>
       <label className="field">
         <span className="field-label">Candidates per line</span>
-        <input type="number" min={1} max={MAX_CANDIDATES} step={1} aria-label="Candidates per line"
+        <input type="number" min={1} max={limits?.candidates} step={1} aria-label="Candidates per line"
           placeholder={value.scheme === "free" ? "1" : "8"} value={value.candidates ?? ""}
           onChange={(e) => onChange({ ...value, candidates: number(e.target.value) })} />
       </label>
       <label className="field">
         <span className="field-label">Lines</span>
-        <input type="number" min={1} max={256} step={1} aria-label="Lines"
+        <input type="number" min={1} max={limits?.lines} step={1} aria-label="Lines"
           placeholder={value.scheme === "free" ? "by length" : "16"} value={value.lines ?? ""}
           onChange={(e) => onChange({ ...value, lines: number(e.target.value) })} />
       </label>

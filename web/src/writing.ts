@@ -11,7 +11,6 @@ export interface WritingSettings {
 }
 
 export const WRITING_DEFAULTS: WritingSettings = { scheme: "free", candidates: null, lines: null };
-export const MAX_CANDIDATES = 16;
 export const RHYME_COLOURS = 8; // rhyme groups cycle through this many colours (.rhyme-0 … .rhyme-7)
 
 /** A line end that rhymes with one near it: code points [start, end) of the text, and its rhyme group. */
