@@ -56,3 +56,14 @@ def test_line_rhyme_ranks_perfect_over_slant_and_longer_over_shorter():
     assert line_rhyme(["holding", "the", "light"], ["folding", "the", "night"]) > line_rhyme(["light"], ["night"])
     assert line_rhyme(["the", "night"], ["the", "day"]) == 0.0
     assert line_rhyme([], ["day"]) == 0.0
+
+
+def test_line_ends_are_marked_only_when_a_rhyme_is_near():
+    from rapgpt.rhyme import end_rhyme_marks
+
+    text = "I walk at NIGHT\nso far away\n\nwe hold the light\none two\nthree four\nfive six\nseven eight\nfight"
+    marked = [(text[m.start : m.end], m.group) for m in end_rhyme_marks(text, near=4)]
+    assert marked == [("NIGHT", 0), ("light", 0)]  # "fight" is 6 lines after "light"; "away" rhymes with nothing
+    # Six lines (blank ones aside) reach from "light" to "fight", and from "away" to "eight".
+    wide = [(text[m.start : m.end], m.group) for m in end_rhyme_marks(text, near=6)]
+    assert wide == [("NIGHT", 0), ("away", 1), ("light", 0), ("eight", 1), ("fight", 0)]
