@@ -170,6 +170,15 @@ def run_dataset(run_dir: str | Path) -> Path:
                     "where it was trained, or pass --lexicon off")
 
 
+def run_datasets(run_dir: str | Path) -> list[Path]:
+    """Every dataset a run's weights were trained on: a run merged from an adapter (`rapgpt merge`) has its base
+    run's and its adapter's."""
+    merged = read_json(Path(run_dir) / "config.json", "run config", DataError).get("merged_from")
+    if isinstance(merged, dict) and {"base_run", "adapter"} <= set(merged):
+        return [*run_datasets(merged["base_run"]), run_dataset(merged["adapter"])]
+    return [run_dataset(run_dir)]
+
+
 def run_lexicon(run_dir: str | Path, adapter: str | Path | None = None, cache_dir: str | Path | None = None,
                 min_count: int = MIN_COUNT) -> Lexicon:
     """The lexicon of a run's training text (and of its adapter's, with `adapter`), cached in `cache_dir`
@@ -177,7 +186,7 @@ def run_lexicon(run_dir: str | Path, adapter: str | Path | None = None, cache_di
     from rapgpt.data.dataset import TokenDataset
     from rapgpt.evaluate.references import dataset_songs
 
-    datasets = [run_dataset(d) for d in (run_dir, adapter) if d is not None]
+    datasets = run_datasets(run_dir) + ([run_dataset(adapter)] if adapter is not None else [])
     key = hashlib.sha256(str(min_count).encode())
     for d in datasets:
         key.update(str(d).encode() + (d / "meta.json").read_bytes())
