@@ -194,7 +194,8 @@ def main() -> None:
                 row = measure([v.text for v in verses], scheme if scheme != "free" else None, lexicon, index,
                               [mean_logprob(v) for v in verses], seconds, requests)
                 rows.append((label, row))
-                print(f"  {name}: {label} done ({time.perf_counter() - started:.0f} s)", flush=True)
+                print(f"  {name} ({time.perf_counter() - started:.0f} s): {format_table([rows[-1]]).splitlines()[-1]}",
+                      flush=True)
         print(f"\n## {name}\n\n{format_table(rows)}\n", flush=True)
 
     real = [c for s in dataset_songs(TokenDataset(args.real)) for c in chunks(s.text, args.lines)]
