@@ -62,6 +62,8 @@ def _add_quickstart(sub) -> None:
 
 
 def _add_collect(sub) -> None:
+    from rapgpt.data.collect import RequestPolicy
+
     p = _command(sub, "collect", "Collect lyrics from Genius into one Lyrics_<Artist>.json file per artist.",
                  "Collect song lyrics from Genius into OUT/Lyrics_<Artist>.json (the lyricsgenius format that "
                  "`rapgpt prepare` reads). Running it again resumes: songs already saved are kept and skipped.")
@@ -78,10 +80,14 @@ def _add_collect(sub) -> None:
                    help="also collect songs where the artist is featured but not the primary artist")
     p.add_argument("--save-every", type=int, default=20, metavar="N",
                    help="rewrite an artist's file after every N new songs (and always when the run ends)")
-    p.add_argument("--min-interval", type=float, default=0.5, metavar="SECONDS",
+    p.add_argument("--min-interval", type=float, default=RequestPolicy.min_interval, metavar="SECONDS",
                    help="least time between two requests to Genius")
-    p.add_argument("--retries", type=int, default=5,
-                   help="retries of a request on timeouts, connection errors, 429 and 5xx, with exponential backoff")
+    p.add_argument("--request-timeout", type=float, default=RequestPolicy.request_timeout, metavar="SECONDS",
+                   help="most time for one request, from connecting to the last byte of the answer; a request "
+                        "that takes longer counts as a timeout and is retried")
+    p.add_argument("--retries", type=int, default=RequestPolicy.retries,
+                   help="retries of a request on timeouts, connection errors, 429, 5xx and broken answers, with "
+                        "exponential backoff")
     p.add_argument("--api-root", default="https://api.genius.com",
                    help="Genius API base URL (change only for a mirror or a test server)")
     p.add_argument("--web-root", default="https://genius.com",
@@ -92,7 +98,7 @@ def _add_collect(sub) -> None:
 def _run_collect(args: argparse.Namespace) -> None:
     from rapgpt.data.collect import RequestPolicy, collect, format_summary
 
-    policy = RequestPolicy(min_interval=args.min_interval, retries=args.retries)
+    policy = RequestPolicy(min_interval=args.min_interval, request_timeout=args.request_timeout, retries=args.retries)
     summaries = collect(args.artist, args.out, args.max_songs, args.token, include_features=args.include_features,
                         sort=args.sort, save_every=args.save_every, policy=policy, api_root=args.api_root,
                         web_root=args.web_root)

@@ -348,13 +348,16 @@ def test_a_server_dripping_its_answer_is_abandoned_at_the_deadline_and_retried(g
     assert "no complete answer within 1.2s" in capsys.readouterr().err
 
 
-def test_without_retries_a_dripping_server_ends_the_run_after_one_deadline(genius, tmp_path):
+def test_without_retries_a_dripping_server_ends_the_run_after_one_request_timeout(genius, tmp_path, capsys):
     genius.script[page_path(101)] = ["drip"]
+    argv = ["collect", "--artist", "Mc Invented", "--out", str(tmp_path), "--token", TOKEN, "--min-interval", "0",
+            "--request-timeout", "1.2", "--retries", "0", "--api-root", genius.api_root, "--web-root", genius.web_root]
     start = time.monotonic()
-    with pytest.raises(NetworkError, match=r"-lyrics failed 1 time, last with no complete answer within 1\.2s: "
-                                           r"check the network connection"):
-        run(genius, tmp_path, policy=replace(DRIP, retries=0))
-    assert time.monotonic() - start < DRIP.request_timeout + 1.3
+    assert main(argv) == 2
+    assert time.monotonic() - start < 1.2 + 1.3
+    error = capsys.readouterr().err.split("\n")[-2]  # after the progress bar, one line
+    assert error.startswith(f"rapgpt collect: error: {genius.web_root}")
+    assert "-lyrics failed 1 time, last with no complete answer within 1.2s: check the network connection" in error
 
 
 def test_a_run_cut_short_keeps_its_songs_and_the_next_run_completes_without_duplicates(genius, tmp_path):
