@@ -96,8 +96,9 @@ class _WatchedHandler(HTTPHandler, HTTPSHandler):
 
 def fetch(request: Request, timeout: float, deadline: float) -> bytes:
     """The body of the answer to `request`. `timeout` bounds connecting and each read, as in `urlopen`; `deadline`
-    bounds the whole request once connected, however the server spaces its bytes. Raises what `urlopen` raises
-    (`HTTPError` for an error status), and `DeadlineExceeded` when the deadline cut the answer short."""
+    bounds the whole request (a connection attempt still under way at the deadline is ended as soon as it
+    connects), however the server spaces its bytes. Raises what `urlopen` raises (`HTTPError` for an error
+    status), and `DeadlineExceeded` when the deadline cut the request short."""
     with _Watchdog(deadline) as watchdog:
         try:
             with build_opener(_WatchedHandler(watchdog)).open(request, timeout=timeout) as response:
