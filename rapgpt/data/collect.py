@@ -43,15 +43,12 @@ from urllib.request import Request
 from tqdm import tqdm
 
 from rapgpt import __version__
+from rapgpt.data.collect_config import API_ROOT, SAVE_EVERY, SORTS, TOKEN_ENV, WEB_ROOT, RequestPolicy
 from rapgpt.data.deadline import DeadlineExceeded, fetch
 from rapgpt.errors import ConfigError, DataError, NetworkError
 from rapgpt.fileio import atomic_write_json, read_json
 
-API_ROOT = "https://api.genius.com"
-WEB_ROOT = "https://genius.com"
-TOKEN_ENV = "GENIUS_ACCESS_TOKEN"
 TOKEN_HELP = "create an API client at https://genius.com/api-clients and copy its Client Access Token"
-SORTS = ("popularity", "title")
 SKIP_REASONS = ("not_primary", "non_song", "instrumental", "no_lyrics")
 PER_PAGE = 50  # the largest page the Genius API serves
 
@@ -62,29 +59,6 @@ NON_SONG_TITLE = re.compile(
 INSTRUMENTAL_TITLE = re.compile(r"[(\[]instrumental[)\]]", re.IGNORECASE)
 NOT_IN_FILE_NAME = re.compile(r"[^\w.]")
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class RequestPolicy:
-    """How politely and how stubbornly to talk to Genius. Times are in seconds."""
-
-    min_interval: float = 0.5  # between the starts of two requests
-    timeout: float = 20.0  # for connecting and for each read
-    request_timeout: float = 60.0  # for a whole request, from connecting to the last byte of the answer
-    retries: int = 5  # after the first attempt, on timeouts, connection errors, 429, 5xx and broken answers
-    backoff: float = 2.0  # the first retry's delay, doubled for each further one
-    max_backoff: float = 120.0
-    max_retry_after: float = 900.0  # a 429 asking for a longer wait ends the run instead
-
-    def validate(self) -> None:
-        for name in ("min_interval", "backoff", "max_backoff", "max_retry_after"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("timeout", "request_timeout"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.retries < 0:
-            raise ConfigError(f"retries must be >= 0, got {self.retries}")
 
 
 @dataclass
@@ -368,7 +342,7 @@ def _fetch_song(client: GeniusClient, item: dict[str, Any]) -> dict[str, Any] | 
 
 
 def collect_artist(client: GeniusClient, artist: dict[str, Any], out: Path, max_songs: int | None = None,
-                   include_features: bool = False, sort: str = "popularity", save_every: int = 20,
+                   include_features: bool = False, sort: str = SORTS[0], save_every: int = SAVE_EVERY,
                    progress: bool = True) -> ArtistSummary:
     """Add the artist's songs not yet in its file, up to `max_songs` in the file; the file is rewritten atomically
     every `save_every` new songs and when the collection ends, however it ends."""
@@ -409,8 +383,8 @@ def collect_artist(client: GeniusClient, artist: dict[str, Any], out: Path, max_
 
 
 def collect(artists: Sequence[str], out: str | Path, max_songs: int | None = None, token: str | None = None, *,
-            include_features: bool = False, sort: str = "popularity", save_every: int = 20,
-            policy: RequestPolicy = RequestPolicy(), api_root: str = API_ROOT, web_root: str = WEB_ROOT,
+            include_features: bool = False, sort: str = SORTS[0], save_every: int = SAVE_EVERY,
+            policy: RequestPolicy | None = None, api_root: str = API_ROOT, web_root: str = WEB_ROOT,
             progress: bool = True) -> list[ArtistSummary]:
     """Collect each artist's lyrics from Genius into `out/Lyrics_<Artist>.json`, resuming earlier runs.
 
@@ -431,6 +405,7 @@ def collect(artists: Sequence[str], out: str | Path, max_songs: int | None = Non
     for root in (api_root, web_root):
         if urlsplit(root).scheme not in ("http", "https"):
             raise ConfigError(f"not an http(s) URL: {root!r}")
+    policy = policy or RequestPolicy()
     policy.validate()
     out = Path(out)
     if out.exists() and not out.is_dir():
