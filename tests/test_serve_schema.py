@@ -25,7 +25,7 @@ def api_schema():
 
 
 def operations() -> list[str]:
-    return ["GET /health", "GET /metrics", "GET /v1/models", "GET /api/limits", "POST /api/generate",
+    return ["GET /health", "GET /metrics", "GET /api/limits", "GET /v1/models", "POST /api/generate",
             "POST /api/rhymes", "POST /v1/completions"]
 
 
