@@ -118,21 +118,23 @@ def _add_import_hf(sub) -> None:
 
 
 def _add_export(sub) -> None:
-    from rapgpt.interop import EXPORT_FORMATS
+    from rapgpt.interop import DEFAULT_GGUF_TYPE, EXPORT_FORMATS, GGUF_TYPES
 
     p = _command(
-        sub, "export", "Export a run or a LoRA adapter for other tools (Hugging Face transformers, PEFT).",
+        sub, "export", "Export a run or a LoRA adapter for other tools (transformers, PEFT, llama.cpp, Ollama).",
         "Write a run in a format other tools load. hf: a directory that transformers' "
         "AutoModelForCausalLM.from_pretrained and AutoTokenizer.from_pretrained load offline, with a model card: "
         "the GPT-2 checkpoint format that vLLM, TGI and llama.cpp's converter read (a fine-tuned model: "
         "RUN --adapter RUN2 --merge). peft: a LoRA adapter RUN2 as a PEFT adapter directory, which "
-        "peft.PeftModel.from_pretrained loads onto the base run's hf export.",
+        "peft.PeftModel.from_pretrained loads onto the base run's hf export. gguf: one GGUF file with the model "
+        "and its tokenizer, which llama.cpp and Ollama run (--out model.gguf; needs the gguf extra).",
     )
     p.add_argument("run", metavar="RUN",
                    help="the run directory to export; with --format peft, the adapter directory (or, with --adapter, "
                         "its base run)")
     p.add_argument("--format", default="hf", choices=EXPORT_FORMATS, help="the format to write")
-    p.add_argument("--out", required=True, metavar="DIR", help="the directory to create")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="the directory to create; with --format gguf, the file to write")
     p.add_argument("--adapter", metavar="RUN2",
                    help="a LoRA adapter directory trained on RUN: merged into it (hf, with --merge) or exported (peft)")
     p.add_argument("--merge", action="store_true", help="fold --adapter into RUN's weights (--format hf)")
@@ -141,13 +143,16 @@ def _add_export(sub) -> None:
     p.add_argument("--base-model", metavar="PATH",
                    help="--format peft: the base model adapter_config.json names (base_model_name_or_path), usually "
                         "the base run's --format hf export, which is then checked to hold the base's weights")
+    p.add_argument("--type", choices=GGUF_TYPES,
+                   help=f"--format gguf: the type of the weight matrices (q8_0: 8-bit blocks); default "
+                        f"{DEFAULT_GGUF_TYPE}")
     p.add_argument("--force", action="store_true", help="replace DIR if it exists")
 
     def handler(args: argparse.Namespace) -> None:
         from rapgpt.interop import export
 
         out = export(args.run, args.out, args.format, adapter=args.adapter, merge=args.merge, base=args.base,
-                     base_model=args.base_model, force=args.force)
+                     base_model=args.base_model, force=args.force, type=args.type)
         print(f"exported {args.adapter or args.run} -> {out} ({args.format}{', merged' if args.merge else ''})")
 
     p.set_defaults(handler=handler)
