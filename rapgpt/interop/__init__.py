@@ -14,9 +14,11 @@ This module imports nothing heavy, so that the command line can list the formats
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from rapgpt.errors import ConfigError
+from rapgpt.options import setting
 
 EXPORT_FORMATS = ("hf", "peft", "gguf")
 # The types of a GGUF file's matrices (llama.cpp's names); f16 is what llama.cpp's own converter writes by default.
@@ -24,19 +26,30 @@ GGUF_TYPES = ("f32", "f16", "bf16", "q8_0")
 DEFAULT_GGUF_TYPE = "f16"
 
 
+@dataclass(frozen=True)
+class GGUFConfig:
+    """`rapgpt export --format gguf`: how the file stores the weights. Unset, it takes `DEFAULT_GGUF_TYPE`; it is
+    refused with the other formats, which have no such choice."""
+
+    type: str | None = setting(
+        None, f"--format gguf: the type of the weight matrices, q8_0 being 8-bit blocks of 32 (default: "
+              f"{DEFAULT_GGUF_TYPE})", choices=GGUF_TYPES)
+
+
 def export(
     run: str | Path, out_dir: str | Path, format: str = "hf", *, adapter: str | Path | None = None,
     merge: bool = False, base: str | Path | None = None, base_model: str | None = None, force: bool = False,
-    type: str | None = None,
+    gguf: GGUFConfig | None = None,
 ) -> Path:
     """Export to `out_dir` (for gguf, a file) in `format` (one of `EXPORT_FORMATS`) and return `out_dir`.
 
     hf and gguf: the run directory `run`, or with `adapter` and `merge` that run with the adapter merged into it;
-    gguf's matrices take `type` (one of `GGUF_TYPES`, by default `DEFAULT_GGUF_TYPE`).
+    gguf's settings are `gguf`.
     peft: the adapter directory `run` (trained on `base`, by default the base run it records), or the adapter
     `adapter` trained on the run `run`; `base_model` is the base that adapter_config.json names.
     """
-    if type is not None and format != "gguf":
+    gguf = gguf or GGUFConfig()
+    if gguf.type is not None and format != "gguf":
         raise ConfigError(f"--type sets the matrices' type of a GGUF file: drop it with --format {format}")
     if format in ("hf", "gguf"):
         if base is not None or base_model is not None:
@@ -46,7 +59,7 @@ def export(
         if format == "gguf":
             from rapgpt.interop.gguf_export import export_gguf
 
-            return export_gguf(run, out_dir, type=type or DEFAULT_GGUF_TYPE, adapter=adapter, merge=merge,
+            return export_gguf(run, out_dir, type=gguf.type or DEFAULT_GGUF_TYPE, adapter=adapter, merge=merge,
                                force=force)
         from rapgpt.interop.hf_export import export_hf
 

@@ -14,7 +14,7 @@ from rapgpt.data.tokenizer import CharTokenizer
 from rapgpt.errors import CheckpointError, ConfigError
 from rapgpt.generate import SamplingParams, generate
 from rapgpt.generate.inference import load_for_inference
-from rapgpt.interop import export
+from rapgpt.interop import GGUFConfig, export
 from rapgpt.interop.gguf_export import export_gguf
 from rapgpt.lora import load_adapted_run
 from rapgpt.model import GPT, GPTConfig
@@ -71,7 +71,7 @@ def test_refusals_name_the_fix(tmp_path, make_run, make_tokenizer, make_adapter)
     with pytest.raises(ConfigError, match="is a directory"):
         export_gguf(tmp_path / "run", tmp_path)
     with pytest.raises(ConfigError, match="--type sets"):
-        export(tmp_path / "run", tmp_path / "hf", "hf", type="q8_0")
+        export(tmp_path / "run", tmp_path / "hf", "hf", gguf=GGUFConfig(type="q8_0"))
     with pytest.raises(ConfigError, match="unknown GGUF type 'q4_k'"):
         export_gguf(tmp_path / "run", tmp_path / "m.gguf", type="q4_k")
     make_adapter(tmp_path / "lora", ("c_attn",))
@@ -133,7 +133,7 @@ def test_llama_cpp_tokenizes_and_detokenizes_as_rapgpt_with_the_start_token(tmp_
 def test_llama_cpp_greedy_tokens_equal_rapgpt_for_f32(tmp_path, make_run, make_tokenizer, llama, kind):
     tokenizer = make_tokenizer(kind)
     make_run(tmp_path / "run", tokenizer, bias=kind == "gpt2")
-    llm = llama(export(tmp_path / "run", tmp_path / "m.gguf", "gguf", type="f32"), 48)
+    llm = llama(export(tmp_path / "run", tmp_path / "m.gguf", "gguf", gguf=GGUFConfig(type="f32")), 48)
     model, _ = load_for_inference(tmp_path / "run")
     (ours,) = generate(model, tokenizer, ["Neon drips"], SamplingParams(temperature=0, max_new_tokens=32))
     prompt = [tokenizer.eot_id, *tokenizer.encode("Neon drips")]
