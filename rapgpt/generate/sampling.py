@@ -18,6 +18,9 @@ from rapgpt.generate.params import SamplingParams
 # reached: sorting GPT-2's whole vocabulary would take milliseconds, a good share of a decoding step.
 TOP_P_CANDIDATES = 256
 TOP_P_BANDS = 1024
+# The bands span this far below the largest logit; the last one also takes every token further down, whose
+# probabilities (below e^-32 of the largest each) it sorts only in the rare case that top_p needs them.
+TOP_P_BAND_RANGE = 32.0
 
 
 class TokenHistory:
@@ -80,9 +83,7 @@ def _top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
         return torch.full_like(logits, -math.inf).scatter_(0, keep, logits[keep])
     # Bands of equal width in logit, from the largest down (excluded tokens, at -inf, fall in the last one): every
     # token of a band before the one where the mass reaches top_p is kept, every token after it is left out.
-    top = logits.max()
-    width = (top - logits[torch.isfinite(logits)].min()).clamp(min=1e-6) / TOP_P_BANDS
-    band = ((top - logits) / width).clamp(max=TOP_P_BANDS - 1).long()
+    band = ((logits.max() - logits) * (TOP_P_BANDS / TOP_P_BAND_RANGE)).clamp(max=TOP_P_BANDS - 1).long()
     probs = probs.double()  # sums over tens of thousands of tokens: float32 would misplace the boundary token
     mass = torch.zeros(TOP_P_BANDS, dtype=probs.dtype).index_add_(0, band, probs)
     through = torch.cumsum(mass, dim=0)
@@ -90,9 +91,9 @@ def _top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     members = torch.nonzero(band == reached).flatten()
     sorted_probs, order = torch.sort(probs[members], descending=True)
     before = through[reached] - mass[reached] + torch.cumsum(sorted_probs, dim=0) - sorted_probs
-    keep = band < reached
-    keep[members[order[before < top_p]]] = True
-    return logits.masked_fill(~keep, -math.inf)
+    logits = logits.masked_fill(band > reached, -math.inf)
+    logits[members[order[before >= top_p]]] = -math.inf
+    return logits
 
 
 def draw(probs: torch.Tensor, generator: torch.Generator) -> int:
