@@ -32,8 +32,8 @@ class GGUFConfig:
     refused with the other formats, which have no such choice."""
 
     type: str | None = setting(
-        None, f"--format gguf: the type of the weight matrices, q8_0 being 8-bit blocks of 32 (default: "
-              f"{DEFAULT_GGUF_TYPE})", choices=GGUF_TYPES)
+        None, f"--format gguf: the type of the weight matrices, one of {', '.join(GGUF_TYPES)} (q8_0: 8-bit blocks "
+              f"of 32; default: {DEFAULT_GGUF_TYPE})", choices=GGUF_TYPES, metavar="TYPE")
 
 
 def export(
