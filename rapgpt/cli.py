@@ -47,10 +47,10 @@ class Command:
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows an option's default only when it says something: not for None, False or an empty list."""
+    """Shows an option's default only when it says something: not for None, False, an empty list or text."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False or action.default == []:
+        if action.default is None or action.default is False or action.default in ([], ""):
             return action.help
         return super()._get_help_string(action)
 
