@@ -230,10 +230,12 @@ class _Run:
         if runtime.distributed:
             device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
             model = DistributedDataParallel(self.model, device_ids=device_ids)
-        since, base = time.perf_counter(), progress.seconds
         stop = False
         if self.last_eval_step is None:
             stop = self.checkpoint(self.lr(), None)
+        # The clock starts after the baseline evaluation, so that a short wall-clock budget on a busy machine
+        # still trains; later evaluations count against the budget.
+        since, base = time.perf_counter(), progress.seconds
         bar = tqdm(total=100.0, unit="%", disable=not runtime.is_main, dynamic_ncols=True,
                    bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}")
         bar.update(min(100.0, 100 * budget_used(config, progress, self.train_tokens)))
