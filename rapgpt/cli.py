@@ -191,9 +191,11 @@ def _add_prepare(sub) -> None:
     p.add_argument("--text-field", metavar="NAME", help="CSV column or JSON field holding the lyrics")
     p.add_argument("--artist-field", metavar="NAME", help="CSV column or JSON field holding the artist")
     p.add_argument("--title-field", metavar="NAME", help="CSV column or JSON field holding the title")
+    p.add_argument("--records-field", metavar="KEY", help="JSON key (dotted for nested keys) holding the list of "
+                   "songs, when a file has several lists (default: found by looking)")  # fmt: skip
     p.add_argument("--separator", metavar="TEXT", help="text between songs in a .txt (default: 2+ blank lines)")
     p.add_argument("--val-fraction", type=float, default=0.1, metavar="F", help="share of songs for validation")
-    p.add_argument("--seed", type=int, default=1337, help="seed of the train/validation split")
+    p.add_argument("--seed", type=int, default=1337, help="seed of the train/validation split (salts each song's hash)")
     p.add_argument(
         "--artist",
         action="append",
@@ -248,6 +250,7 @@ def _prepare(args: argparse.Namespace) -> None:
         text_field=args.text_field,
         artist_field=args.artist_field,
         title_field=args.title_field,
+        records_field=args.records_field,
         separator=args.separator,
         val_fraction=args.val_fraction,
         seed=args.seed,
