@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rapgpt import __version__
-from rapgpt.errors import RapgptError
+from rapgpt.errors import ConfigError, RapgptError
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -185,7 +185,9 @@ def _add_prepare(sub) -> None:
         "tokenizer.json and meta.json. Prints the dataset's statistics.",
     )
     p.add_argument("sources", nargs="*", metavar="SOURCE", help="lyric files or folders (default: the sample corpus)")
-    p.add_argument("--out", required=True, metavar="DIR", help="the dataset directory to write")
+    p.add_argument("--out", metavar="DIR", help="the dataset directory to write (required unless --dry-run)")
+    p.add_argument("--dry-run", action="store_true", help="read and clean the sources and print what would be kept "
+                   "of each (format, songs, artists, words, drops, excerpts), writing nothing")  # fmt: skip
     p.add_argument("--tokenizer", choices=("char", "gpt2"), help="tokenizer (default: char, or --vocab-from's)")
     p.add_argument("--format", choices=FORMATS, default="auto", help="source format; auto: by extension and content")
     p.add_argument("--text-field", metavar="NAME", help="CSV column or JSON field holding the lyrics")
@@ -242,6 +244,12 @@ def _prepare(args: argparse.Namespace) -> None:
     from rapgpt.data.stats import format_stats
 
     switches = {name: getattr(args, name, True) for name in CleanOptions.switches()}
+    clean = CleanOptions(**switches, min_words=args.min_words, near_threshold=args.near_threshold)
+    if args.dry_run:
+        _prepare_dry_run(args, clean)
+        return
+    if args.out is None:
+        raise ConfigError("--out DIR is required: name the dataset directory to write (or pass --dry-run)")
     out = prepare(
         args.sources,
         args.out,
@@ -257,13 +265,33 @@ def _prepare(args: argparse.Namespace) -> None:
         artists=args.artists,
         exclude_artists=args.exclude_artists,
         vocab_from=args.vocab_from,
-        clean=CleanOptions(**switches, min_words=args.min_words, near_threshold=args.near_threshold),
+        clean=clean,
         force=args.force,
         workers=args.workers,
         progress=not args.no_progress,
     )
     print(format_stats(TokenDataset(out).meta["stats"]))
     print(f"dataset written to {out}")
+
+
+def _prepare_dry_run(args: argparse.Namespace, clean) -> None:
+    from rapgpt.data.dryrun import dry_run, format_dry_run
+    from rapgpt.data.readers import Fields
+
+    report = dry_run(
+        args.sources,
+        format=args.format,
+        fields=Fields(args.text_field, args.artist_field, args.title_field, args.records_field),
+        separator=args.separator,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        artists=args.artists,
+        exclude_artists=args.exclude_artists,
+        clean=clean,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    print(format_dry_run(report))
 
 
 def _add_merge(sub) -> None:
