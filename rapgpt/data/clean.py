@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, fields
 # "123 ContributorsTranslationsEspañolDeutsch<Title> Lyrics" opens a Genius page; lyrics (often a "[Verse 1]" tag)
 # may follow on the same line. The translation list sits between "Translations" and the title; pages scraped whole
 # start at "Translations", newer ones at "<Title> Lyrics", and a file of many pages holds one header per song.
-PAGE_HEADER_HINTS = ("Lyrics", "Contributor", "Translations")
 HEADER_PREFIX = re.compile(r"[ \t]*(?P<count>\d[\d,.]*K?[ \t]*Contributors?)?[ \t]*(?P<menu>Translations)?")
 TITLE_GLUED_TO_TAG = re.compile(r"[ \t]*[^\s\[\]][^\[\]\n]{0,120}? Lyrics(?=\[)")
 GENIUS_TRAILER = re.compile(r"(?:\d+(?:\.\d+)?K?)?Embed(?:Share URLCopyEmbedCopy)?\s*\Z")
@@ -58,6 +57,7 @@ MULTILINE_TAG = re.compile(
     rf"^[ \t]*[\[{{][ \t]*(?:{SECTIONS}|{PLAIN_WORDS})\b[^\[\]{{}}\n]*\n[^\[\]{{}}]{{0,200}}?[\]}}][ \t]*(?:\n|\Z)?",
     re.IGNORECASE | re.MULTILINE,
 )
+UNCLOSED_BRACKET, UNCLOSED_BRACE = re.compile(r"\[[^\]\n]*\n"), re.compile(r"\{[^}\n]*\n")  # cheap tests first
 INLINE_TAG = re.compile(r"^[ \t]*\[[^\]\n]*\][ \t]*|[ \t]*\[[^\]\n]*\]")
 TRAILING_REPEAT = re.compile(rf"(?:[ \t]*-?[ \t]*{REPEAT})+[ \t]*\Z", re.IGNORECASE)
 REPEAT_ENDINGS = frozenset(")]0123456789xX")
@@ -92,7 +92,7 @@ def strip_genius_noise(text: str, title: str = "") -> str:
     """Drop the page header (contributor count, translations menu, "<Title> Lyrics") wherever a line starts with
     it, "You might also like", ticket adverts, the trailing "NEmbed" and placeholder pages ("lyrics will be
     available on release")."""
-    if any(hint in text for hint in PAGE_HEADER_HINTS):
+    if "Lyrics" in text or "Contributor" in text:  # every header line holds one of them
         lines = (_without_page_header(line, title) if "Lyrics" in line or "Contributor" in line else line
                  for line in text.split("\n"))  # fmt: skip
         text = "\n".join(line for line in lines if line is not None)
@@ -128,7 +128,7 @@ def _without_page_header(line: str, title: str) -> str | None:
 def strip_section_tags(text: str) -> str:
     """Drop section labels ("[Chorus]", "[Verse 1: Name]", "(Hook x2)", "Chorus:", and labels broken over several
     lines) and repeat marks ("(x2)")."""
-    if "[" in text or "{" in text:
+    if ("[" in text and UNCLOSED_BRACKET.search(text)) or ("{" in text and UNCLOSED_BRACE.search(text)):
         text = MULTILINE_TAG.sub("", text)
     lines = []
     for line in text.split("\n"):
