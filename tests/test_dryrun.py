@@ -3,6 +3,7 @@ import json
 from invented_lyrics import invented_song
 
 from rapgpt.cli import main
+from rapgpt.data.config import PrepareConfig
 from rapgpt.data.dryrun import EXCERPT_LINES, dry_run
 
 
@@ -22,7 +23,7 @@ def write_sources(root):
 
 
 def test_dry_run_counts_what_each_source_keeps_and_why(tmp_path):
-    json_source, folder = dry_run(write_sources(tmp_path), workers=1, progress=False).sources
+    json_source, folder = dry_run(write_sources(tmp_path), PrepareConfig(workers=1), progress=False).sources
     assert json_source.found == {str(tmp_path / "scrape.json"): "json: the list under 'top_tracks'"}
     assert (json_source.kept, json_source.artists, json_source.words) == (5, {"Comet Ames"}, 5 * 48)
     assert folder.kept == 1 and folder.artists == {"dusty-furrow"}

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import rapgpt.data
 from rapgpt.data.clean import CleanOptions
+from rapgpt.data.config import PrepareConfig
 from rapgpt.data.prepare import ArtistFilter, Cleaned, check_not_empty, clean_songs, deduplicator
 from rapgpt.data.readers import Fields, Song, read_sources
 from rapgpt.data.split import assign_splits, check_val_fraction, split_scores
@@ -77,37 +78,30 @@ class DryRun:
 
 def dry_run(
     sources: Sequence[str | Path] = (),
-    *,
-    format: str = "auto",
-    fields: Fields | None = None,
-    separator: str | None = None,
-    val_fraction: float = 0.1,
-    seed: int = 1337,
-    artists: Sequence[str] = (),
-    exclude_artists: Sequence[str] = (),
+    config: PrepareConfig | None = None,
     clean: CleanOptions | None = None,
-    workers: int | None = None,
     progress: bool = True,
 ) -> DryRun:
-    """Read and clean `sources` as `prepare` would (same options), returning what it would keep of each."""
-    clean = clean or CleanOptions()
-    check_val_fraction(val_fraction)
+    """Read and clean `sources` as `prepare` would with these settings, returning what it would keep of each."""
+    config, clean = config or PrepareConfig(), clean or CleanOptions()
+    check_val_fraction(config.val_fraction)
     sources = list(sources) or [rapgpt.data.sample_corpus_dir()]
-    select = ArtistFilter(artists, exclude_artists)
+    fields = Fields(config.text_field, config.artist_field, config.title_field, config.records_field)
+    select = ArtistFilter(config.artists, config.exclude_artists)
     dedupe = deduplicator(clean)
     reports: list[SourceReport] = []
     keys: list[bytes] = []
-    with Workers(workers) as pool:
+    with Workers(config.workers) as pool:
         for source in sources:
             report = SourceReport(str(source))
-            read = read_sources([source], format, fields or Fields(), separator, report.skips, report.found)
+            read = read_sources([source], config.format, fields, config.separator, report.skips, report.found)
             for song, cleaned in clean_songs(select(read, report.drops), clean, pool, dedupe, report.drops, progress):
                 report.add(song, cleaned, float(split_scores([cleaned.fingerprint.key], seed=0)[0]))
                 keys.append(cleaned.fingerprint.key)
             reports.append(report)
     select.check_found()
     check_not_empty(len(keys), sum((r.drops for r in reports), Counter()))
-    return DryRun(reports, keys, val_fraction, seed)
+    return DryRun(reports, keys, config.val_fraction, config.seed)
 
 
 def format_dry_run(run: DryRun) -> str:
