@@ -26,7 +26,7 @@ class PrepareConfig:
         "(default: found by looking)", metavar="KEY")
     separator: str | None = setting(None, "text between songs in a .txt (default: 2+ blank lines)", metavar="TEXT")
     val_fraction: float = setting(0.1, "share of songs for validation", metavar="F")
-    seed: int = setting(1337, "seed of the train/validation split (it salts each song's hash)")
+    seed: int = setting(1337, "seed of the train/validation split, salting each song's hash")
     artists: tuple[str, ...] = setting(
         (), "keep only this artist's songs (repeatable; case and punctuation ignored)", name="artist", repeat=True)
     exclude_artists: tuple[str, ...] = setting(
