@@ -20,7 +20,7 @@ from rapgpt import __version__
 from rapgpt.data.clean import CleanOptions
 from rapgpt.data.collect_config import API_ROOT, SAVE_EVERY, SORTS, TOKEN_ENV, WEB_ROOT, RequestPolicy
 from rapgpt.data.config import PrepareConfig
-from rapgpt.errors import RapgptError
+from rapgpt.errors import ConfigError, RapgptError
 from rapgpt.evaluate.config import EvalConfig
 from rapgpt.generate.params import GenerateConfig, SamplingParams, unescape
 from rapgpt.interop import EXPORT_FORMATS
@@ -83,9 +83,15 @@ def _collect(args: argparse.Namespace) -> None:
 
 def _prepare(args: argparse.Namespace, config: PrepareConfig, clean: CleanOptions) -> None:
     from rapgpt.data.dataset import TokenDataset
+    from rapgpt.data.dryrun import dry_run, format_dry_run
     from rapgpt.data.prepare import prepare
     from rapgpt.data.stats import format_stats
 
+    if args.dry_run:
+        print(format_dry_run(dry_run(args.sources, config, clean, progress=not args.no_progress)))
+        return
+    if args.out is None:
+        raise ConfigError("--out DIR is required: name the dataset directory to write (or pass --dry-run)")
     out = prepare(args.sources, args.out, **asdict(config), clean=clean, force=args.force,
                   progress=not args.no_progress)
     print(format_stats(TokenDataset(out).meta["stats"]))
@@ -212,7 +218,9 @@ COMMANDS: list[Command] = [
         "tokenizer.json and meta.json. Prints the dataset's statistics.",
         _prepare, (PrepareConfig, CleanOptions), (
             arg("sources", nargs="*", metavar="SOURCE", help="lyric files or folders (default: the sample corpus)"),
-            arg("--out", required=True, metavar="DIR", help="the dataset directory to write"),
+            arg("--out", metavar="DIR", help="the dataset directory to write (required unless --dry-run)"),
+            arg("--dry-run", action="store_true", help="read and clean the sources and print what would be kept of "
+                "each (format, songs, artists, words, drops, excerpts), writing nothing"),
             _force("DIR"),
             arg("--no-progress", action="store_true", help="hide the progress bars"),
         ),

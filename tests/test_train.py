@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from rapgpt.checkpoint import load_run
 from rapgpt.data.dataset import DatasetWriter, TokenDataset
 from rapgpt.data.tokenizer import CharTokenizer
-from rapgpt.errors import CheckpointError, ConfigError
+from rapgpt.errors import CheckpointError, ConfigError, DataError
 from rapgpt.generate import SamplingParams, generate
 from rapgpt.model import GPT, GPTConfig
 from rapgpt.training.batches import eval_windows
@@ -57,6 +57,16 @@ def assert_close_weights(a: dict, b: dict, rel: float = 1e-3) -> None:
 def cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rapgpt", "train", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=300, check=False, **kwargs)
+
+
+def test_train_refuses_a_dataset_without_validation_songs(tmp_path):
+    tokenizer = CharTokenizer.from_texts(["ab ba"])
+    with DatasetWriter(tmp_path / "data", tokenizer) as writer:
+        writer.add_song("train", tokenizer.encode("ab ba " * 50), "nobody", "only")
+        writer.commit(stats={}, options={})
+    with pytest.raises(DataError, match="val split is empty"):
+        run(tmp_path / "data", tmp_path / "run", max_steps=2)
+    assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
 def test_train_step_with_micro_batches_matches_one_large_batch(tiny_config):

@@ -21,9 +21,12 @@ class PrepareConfig:
     text_field: str | None = setting(None, "CSV column or JSON field holding the lyrics")
     artist_field: str | None = setting(None, "CSV column or JSON field holding the artist")
     title_field: str | None = setting(None, "CSV column or JSON field holding the title")
+    records_field: str | None = setting(
+        None, "JSON key (dotted for nested keys) holding the list of songs, when a file has several lists "
+        "(default: found by looking)", metavar="KEY")
     separator: str | None = setting(None, "text between songs in a .txt (default: 2+ blank lines)", metavar="TEXT")
     val_fraction: float = setting(0.1, "share of songs for validation", metavar="F")
-    seed: int = setting(1337, "seed of the train/validation split")
+    seed: int = setting(1337, "seed of the train/validation split, salting each song's hash")
     artists: tuple[str, ...] = setting(
         (), "keep only this artist's songs (repeatable; case and punctuation ignored)", name="artist", repeat=True)
     exclude_artists: tuple[str, ...] = setting(
