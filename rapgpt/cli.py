@@ -450,6 +450,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (every model is sampled with the same seeds)")
     p.add_argument("--cache-dir", help="where embeddings and n-gram indexes are kept (default: ~/.cache/rapgpt)")
     p.add_argument("--device", default="cpu", help="torch device for the models")
+    p.add_argument("--reference-model", metavar="RUN", help="a run that is not the one judged (e.g. a larger or "
+                   "longer-trained base): each text's mean log-probability under it joins the fluency measures")
     p.add_argument("--out", required=True, help="report directory: report.md, report.html, report.json, plots")
     p.set_defaults(handler=_run_eval)
 
@@ -461,7 +463,7 @@ def _run_eval(args: argparse.Namespace) -> None:
         args.model, args.data, args.out, adapter=args.adapter, artist=args.artist, prompts=args.prompts,
         embedder=args.embedder, num_samples=args.num_samples, max_new_tokens=args.max_new_tokens,
         chunk_lines=args.chunk_lines, reference_chunks=args.reference_chunks, intrinsic_tokens=args.intrinsic_tokens,
-        seed=args.seed, cache_dir=args.cache_dir, device=args.device,
+        seed=args.seed, cache_dir=args.cache_dir, device=args.device, reference_model=args.reference_model,
     )  # fmt: skip
     print(f"report written to {path}", file=sys.stderr)
 

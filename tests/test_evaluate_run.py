@@ -55,7 +55,7 @@ def test_evaluate_writes_the_report_with_intrinsic_scores_and_a_cached_index(set
     monkeypatch.setattr(run, "generate_texts", fake_generations)
     monkeypatch.setattr(run, "load_adapted", lambda model, adapter, device: run.load_run(model, device)[:2])
     out = run.evaluate(setup / "run", setup / "data", setup / "out", adapter=setup / "run", artist="Harbor Saint",
-                       num_samples=2, cache_dir=setup / "cache")  # fmt: skip
+                       num_samples=2, cache_dir=setup / "cache", reference_model=setup / "run")  # fmt: skip
     report = json.loads((setup / "out" / "report.json").read_text())
     assert out.read_text().startswith("# Evaluation: Harbor Saint")
     assert set(report["models"]) == {"base", "adapter"} and report["runs"]["adapter"] == str(setup / "run")
@@ -64,6 +64,8 @@ def test_evaluate_writes_the_report_with_intrinsic_scores_and_a_cached_index(set
     assert len(report["models"]["base"]["samples"]) == 2 * len(run.read_prompts())
     assert len(list((setup / "cache").glob("ngrams-*.npy"))) == 1
     assert len(list((setup / "cache").glob("embeddings-*.npz"))) == 1
+    assert report["fluency"]["reference_model"] == str(setup / "run")
+    assert report["models"]["base"]["samples"][0]["reference_logprob"] < 0
 
 
 def test_cli_reports_a_missing_dataset_in_one_line(setup, capsys):

@@ -19,6 +19,7 @@ from rapgpt.data.dataset import TokenDataset
 from rapgpt.data.tokenizer import CharTokenizer, Tokenizer
 from rapgpt.errors import ConfigError
 from rapgpt.evaluate.embed import Embedder
+from rapgpt.evaluate.fluency import ReferenceModel
 from rapgpt.evaluate.intrinsic import intrinsic, token_stream
 from rapgpt.evaluate.originality import NgramIndex
 from rapgpt.evaluate.references import dataset_songs, require_artist
@@ -117,8 +118,10 @@ def evaluate(
     seed: int = 0,
     cache_dir: str | Path | None = None,
     device: str = "cpu",
+    reference_model: str | Path | None = None,
 ) -> Path:
-    """Evaluate a model run (and an adapter on it) against a prepared dataset; write the report into `out`."""
+    """Evaluate a model run (and an adapter on it) against a prepared dataset; write the report into `out`.
+    `reference_model`, a run that is not the one judged, adds each text's log-probability to the fluency."""
     if min(num_samples, max_new_tokens, chunk_lines) < 1 or reference_chunks < 8 or intrinsic_tokens < 0:
         raise ConfigError(
             "--num-samples, --max-new-tokens and --chunk-lines must be positive, --reference-chunks at least 8 and "
@@ -139,6 +142,7 @@ def evaluate(
     if adapter:
         loaded["adapter"] = load_adapted(model, adapter, device)
     prompt_list = fit_prompts(prompt_list, loaded["base"][1])
+    reader = ReferenceModel(str(reference_model), *load_run(reference_model, device)[:2]) if reference_model else None
 
     scores: dict[str, dict] = {}
     generations: dict[str, list[list[str]]] = {}
@@ -161,6 +165,7 @@ def evaluate(
         max_train_chunks=reference_chunks,
         max_heldout_chunks=reference_chunks // 4,
         seed=seed,
+        reference_model=reader,
     )
     report["runs"] = {**runs, "data": str(data)}
     if scores:
