@@ -315,6 +315,9 @@ def _add_serve(sub) -> None:
     p.add_argument("--quantize", choices=("int8",), default=None, help="weight-only int8 quantization")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="CPU threads for the model; omitted: all cores but one, left to stream the tokens out")
+    p.add_argument("--judge-db", metavar="PATH",
+                   help="SQLite file of the 'Real or model?' page: its excerpts (from `rapgpt eval --judge-db`) and "
+                        "answers; omitted: judge.sqlite in the --model run directory")
     p.set_defaults(handler=_run_serve)
 
 
@@ -328,7 +331,7 @@ def _run_serve(args: argparse.Namespace) -> None:
     serve(args.model, args.adapter, host=args.host, port=args.port,
           api_key=args.api_key or os.environ.get("RAPGPT_API_KEY") or None, cors_origins=args.cors_origin,
           max_queue=args.max_queue, max_batch=args.max_batch, time_limit=args.time_limit, precision=args.precision,
-          quantize=args.quantize, threads=args.threads)
+          quantize=args.quantize, threads=args.threads, judge_db=args.judge_db)
 
 
 def _add_finetune(sub) -> None:
@@ -452,6 +455,9 @@ def _add_eval(sub) -> None:
     p.add_argument("--device", default="cpu", help="torch device for the models")
     p.add_argument("--reference-model", metavar="RUN", help="a run that is not the one judged (e.g. a larger or "
                    "longer-trained base): each text's mean log-probability under it joins the fluency measures")
+    p.add_argument("--judge-db", metavar="PATH", help="SQLite file of the blind test (`rapgpt serve --judge-db`): "
+                   "the report's excerpts join its pool, and the report shows how often people took each model's "
+                   "lines for real")
     p.add_argument("--out", required=True, help="report directory: report.md, report.html, report.json, plots")
     p.set_defaults(handler=_run_eval)
 
@@ -464,6 +470,7 @@ def _run_eval(args: argparse.Namespace) -> None:
         embedder=args.embedder, num_samples=args.num_samples, max_new_tokens=args.max_new_tokens,
         chunk_lines=args.chunk_lines, reference_chunks=args.reference_chunks, intrinsic_tokens=args.intrinsic_tokens,
         seed=args.seed, cache_dir=args.cache_dir, device=args.device, reference_model=args.reference_model,
+        judge_db=args.judge_db,
     )  # fmt: skip
     print(f"report written to {path}", file=sys.stderr)
 

@@ -100,6 +100,26 @@ def _fluency(report: dict[str, Any]) -> list[Block]:
     return [("h", 2, "Fluency"), ("p", text), ("p", model)]
 
 
+def _judge(report: dict[str, Any]) -> list[Block]:
+    """The blind test: how often people took each source's excerpts for real, with a 95% Wilson interval."""
+    if "judge" not in report:
+        return []
+    judge = report["judge"]
+    ours = set(judge["models"].values())
+    rows = []
+    for t in judge["sources"]:
+        name = "real songs" if t["source"] == "real" else t["source"] + (" (this report)" * (t["source"] in ours))
+        low, high = t["interval"] or (None, None)
+        share = "—" if t["share"] is None else _pct(t["share"])
+        interval = "—" if low is None else f"{_pct(low)}–{_pct(high)}"
+        rows.append([name, str(t["excerpts"]), str(t["answers"]), share, interval])
+    text = (f"People shown an excerpt of a few lines on the studio's \"Real or model?\" page (rapgpt serve "
+            f"--judge-db {judge['db']}) answered whether a real song or the model wrote it. A model whose lines are "
+            "taken for real as often as real lines are is indistinguishable to them.")
+    header = ["source", "excerpts", "answers", "taken for real", "95% interval (Wilson)"]
+    return [("h", 2, "Blind test"), ("p", text), ("table", header, rows)]
+
+
 def _style(report: dict[str, Any]) -> list[Block]:
     artist, cal, clf = report["artist"], report["calibration"], report["classifier"]
     (train_target, train_other), (heldout_target, heldout_other) = clf["train_chunks"], clf["heldout_chunks"]
@@ -189,7 +209,7 @@ def blocks(report: dict[str, Any]) -> list[Block]:
     setup = (f"{chunks}; sentence encoder: {report['embedder']}; originality against the training text's word "
              f"{report['ngram']}-grams.")  # fmt: skip
     head: list[Block] = [("h", 1, f"Evaluation: {report['artist']}"), *([("p", runs)] if runs else []), ("p", setup)]
-    sections = (_summary, _fluency, _style, _intrinsic, _prompts, _craft, _originality, _samples)
+    sections = (_summary, _fluency, _judge, _style, _intrinsic, _prompts, _craft, _originality, _samples)
     return head + [b for section in sections for b in section(report)]
 
 

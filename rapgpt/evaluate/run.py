@@ -21,6 +21,7 @@ from rapgpt.errors import ConfigError
 from rapgpt.evaluate.embed import Embedder
 from rapgpt.evaluate.fluency import ReferenceModel
 from rapgpt.evaluate.intrinsic import intrinsic, token_stream
+from rapgpt.evaluate.judging import judge
 from rapgpt.evaluate.originality import NgramIndex
 from rapgpt.evaluate.references import dataset_songs, require_artist
 from rapgpt.evaluate.report import write_report
@@ -119,9 +120,11 @@ def evaluate(
     cache_dir: str | Path | None = None,
     device: str = "cpu",
     reference_model: str | Path | None = None,
+    judge_db: str | Path | None = None,
 ) -> Path:
     """Evaluate a model run (and an adapter on it) against a prepared dataset; write the report into `out`.
-    `reference_model`, a run that is not the one judged, adds each text's log-probability to the fluency."""
+    `reference_model`, a run that is not the one judged, adds each text's log-probability to the fluency;
+    `judge_db` gets the report's excerpts for the blind test, and gives the report its answers so far."""
     if min(num_samples, max_new_tokens, chunk_lines) < 1 or reference_chunks < 8 or intrinsic_tokens < 0:
         raise ConfigError(
             "--num-samples, --max-new-tokens and --chunk-lines must be positive, --reference-chunks at least 8 and "
@@ -170,4 +173,6 @@ def evaluate(
     report["runs"] = {**runs, "data": str(data)}
     if scores:
         report["intrinsic"] = scores
+    if judge_db:
+        report["judge"] = judge(report, judge_db)
     return write_report(report, out)

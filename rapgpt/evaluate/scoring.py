@@ -144,6 +144,7 @@ def score_generations(
             "probabilities": scores["probability"].round(4).tolist(),
             "centroids": scores["centroid"].round(4).tolist(),
         }
+    calibration["target_heldout"]["texts"] = refs.target_heldout  # the real side of the blind test
     real = calibration["target_heldout"]
 
     models: dict[str, Any] = {}

@@ -18,6 +18,7 @@ import torch
 from rapgpt.checkpoint import read_run_config
 from rapgpt.errors import ConfigError
 from rapgpt.serve.engine import Engine, EngineSettings, ServedModel
+from rapgpt.serve.judge import DB_NAME
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +86,11 @@ def serve(
     precision: str = "fp32",
     quantize: str | None = None,
     threads: int | None = None,
+    judge_db: str | Path | None = None,
 ) -> None:
     """Serve `model` (a run directory) until interrupted. The HTTP server starts at once and answers /health with
-    503 while the models load; a model that fails to load stops it with the reason."""
+    503 while the models load; a model that fails to load stops it with the reason. The blind test's answers go
+    to `judge_db`, by default a file in the run directory."""
     try:
         import uvicorn
 
@@ -120,7 +123,8 @@ def serve(
 
     engine = Engine(lambda: load_models(model, adapter_dirs, precision, quantize), settings,
                     on_failure=stop_server)
-    app = create_app(engine, ServeSettings(api_key=api_key, cors_origins=tuple(cors_origins)))
+    judge = Path(judge_db) if judge_db else Path(model) / DB_NAME
+    app = create_app(engine, ServeSettings(api_key=api_key, cors_origins=tuple(cors_origins), judge_db=judge))
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5))
     shown = f"[{host}]" if ":" in host else host
     print(f"rapgpt: open http://{shown}:{port}/ in a browser (API docs at /docs, OpenAI API at /v1)", flush=True)
