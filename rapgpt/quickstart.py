@@ -74,10 +74,13 @@ def quickstart(
 
     if evaluate:
         from rapgpt.evaluate.run import evaluate as evaluate_run
+        from rapgpt.serve.judge import DB_NAME
 
         _step("5/5 evaluating the base model and the adapter")
+        # The report's excerpts also fill the pool of the studio's "Real or model?" page (the server's default).
         report = evaluate_run(base, all_data, out / "report", adapter=adapter, artist=artist,
-                              num_samples=2, max_new_tokens=200, reference_chunks=120, chunk_lines=4)
+                              num_samples=2, max_new_tokens=200, reference_chunks=120, chunk_lines=4,
+                              judge_db=base / DB_NAME)
         print(f"report written to {report}")
     if serve:
         from rapgpt.serve.server import serve as serve_models
