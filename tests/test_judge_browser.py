@@ -6,17 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import test_serve_browser as studio_tests
 from serve_support import TOKENIZER, live_server, running_engine, tiny_model
-from test_serve_browser import CHROMIUM, CHROMIUM_ARGS
 
 from rapgpt.serve.api import ServeSettings, create_app
 from rapgpt.serve.engine import ServedModel
 from rapgpt.serve.judge import REAL, JudgeStore
 
-if not CHROMIUM.exists():
-    pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-expect = sync_api.expect
+browser = studio_tests.browser  # the studio tests' Chromium fixture (that module skips when there is no Chromium)
+expect = studio_tests.sync_api.expect
 
 REAL_LINES = [f"the kettle sings at {h} in the morning\nand the radio hums along" for h in range(1, 7)]
 MODEL_LINES = [f"the morning {w} a kettle of radio\nhums the along sings" for w in ("eats", "folds", "runs")]
@@ -26,14 +24,6 @@ MODEL_LINES = [f"the morning {w} a kettle of radio\nhums the along sings" for w 
 def engine():
     with running_engine([ServedModel("tiny", tiny_model(0), TOKENIZER)]) as engine:
         yield engine
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
