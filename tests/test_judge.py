@@ -167,3 +167,16 @@ def test_eval_pools_its_excerpts_and_reports_the_shares_with_intervals(tmp_path)
     assert _judge({}) == []  # no --judge-db: no section
     assert "| real songs | 2 | 10 | 100% |" in md and "| base (runs/b) (this report) | 2 | 10 | 50% | 24%–76% |" in md
 
+
+
+def test_the_new_flags_reach_the_eval_and_serve_settings():
+    from rapgpt.cli import build_parser
+    from rapgpt.evaluate.config import EvalConfig
+    from rapgpt.options import flags_given, resolve
+    from rapgpt.serve.config import ServeConfig
+
+    argv = ["eval", "--model", "m", "--data", "d", "--out", "o", "--reference-model", "r", "--judge-db", "j.sqlite"]
+    config = resolve(EvalConfig, flags_given(build_parser().parse_args(argv), EvalConfig))
+    assert (config.reference_model, config.judge_db) == ("r", "j.sqlite")
+    args = build_parser().parse_args(["serve", "--model", "m", "--judge-db", "k.sqlite"])
+    assert resolve(ServeConfig, flags_given(args, ServeConfig)).judge_db == "k.sqlite"
