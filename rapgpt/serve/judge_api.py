@@ -13,10 +13,13 @@ from typing import Any
 from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
+from rapgpt.serve.api import ERROR_RESPONSES
 from rapgpt.serve.judge import REAL, JudgeStore
+from rapgpt.serve.schemas import ErrorResponse
 
 EMPTY_POOL = ("no excerpts to judge yet: add some with `rapgpt eval ... --judge-db PATH` and serve with the same "
               "--judge-db")  # fmt: skip
+ERRORS = {**ERROR_RESPONSES, 404: {"model": ErrorResponse, "description": "no such excerpt or model, or an empty pool"}}
 
 
 class JudgeExcerpt(BaseModel):
@@ -54,7 +57,7 @@ class JudgeVerdict(BaseModel):
 
 def judge_router(store: JudgeStore, dependencies: list[Any]) -> APIRouter:
     """The /api/judge routes over `store`, guarded by `dependencies` (the API key check, when there is a key)."""
-    router = APIRouter(prefix="/api/judge", dependencies=dependencies, tags=["judge"])
+    router = APIRouter(prefix="/api/judge", dependencies=dependencies, tags=["judge"], responses=ERRORS)
 
     def score() -> JudgeScore:
         answers, correct = store.correct()
