@@ -110,6 +110,7 @@ def test_the_endpoints_hide_the_source_until_the_answer(store, engine):
         missing = client.post("/api/judge/answers", json={"excerpt": 999, "real": True})
         assert missing.status_code == 404 and "no excerpt 999" in missing.json()["error"]["message"]
         assert client.post("/api/judge/answers", json={"excerpt": 1, "real": "yes"}).status_code == 422
+        assert client.post("/api/judge/answers", json={"excerpt": 2**63, "real": True}).status_code == 422
 
 
 def test_an_empty_pool_says_how_to_fill_it_and_the_key_guards_the_endpoints(tmp_path, engine):

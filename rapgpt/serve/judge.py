@@ -23,6 +23,7 @@ from rapgpt.errors import ConfigError
 DB_NAME = "judge.sqlite"  # the store's file in a run directory when no --judge-db is given
 BUSY_SECONDS = 30.0
 REAL = "real"  # the source of an excerpt from a real song; any other is a model's name
+MAX_ID = 2**63 - 1  # SQLite's largest INTEGER: no excerpt id lies beyond it
 Z95 = 1.959963984540054  # the standard normal quantile of a two-sided 95% interval
 
 SCHEMA = """

@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from rapgpt.serve.api import ERROR_RESPONSES
-from rapgpt.serve.judge import REAL, JudgeStore
+from rapgpt.serve.judge import MAX_ID, REAL, JudgeStore
 from rapgpt.serve.schemas import ErrorResponse
 
 EMPTY_POOL = ("no excerpts to judge yet: add some with `rapgpt eval ... --judge-db PATH` and serve with the same "
@@ -30,7 +30,7 @@ class JudgeExcerpt(BaseModel):
 class JudgeAnswer(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    excerpt: int = Field(ge=1, description="the id of the excerpt judged")
+    excerpt: int = Field(ge=1, le=MAX_ID, description="the id of the excerpt judged")
     real: bool = Field(description="true: the person takes it for a real song's lines")
 
 
