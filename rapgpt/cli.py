@@ -25,6 +25,7 @@ from rapgpt.evaluate.config import EvalConfig
 from rapgpt.generate.params import GenerateConfig, SamplingParams, unescape
 from rapgpt.interop import EXPORT_FORMATS
 from rapgpt.options import add_flags, flags_given, from_args
+from rapgpt.quickstart import QuickstartConfig
 from rapgpt.serve.config import ServeConfig
 from rapgpt.training.config import FinetuneConfig, PretrainConfig
 
@@ -48,10 +49,10 @@ class Command:
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows an option's default only when it says something: not for None, False or an empty list."""
+    """Shows an option's default only when it says something: not for None, False, an empty list or text."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False or action.default == []:
+        if action.default is None or action.default is False or action.default in ([], ""):
             return action.help
         return super()._get_help_string(action)
 
@@ -64,11 +65,10 @@ def _force(output: str) -> Arg:
     return arg("--force", action="store_true", help=f"replace {output} if it exists")
 
 
-def _quickstart(args: argparse.Namespace) -> None:
+def _quickstart(args: argparse.Namespace, config: QuickstartConfig) -> None:
     from rapgpt.quickstart import quickstart
 
-    quickstart(args.out, args.artist, args.train_minutes, args.finetune_minutes, args.prompt,
-               evaluate=args.evaluate, serve=args.serve, port=args.port, force=args.force)
+    quickstart(args.out, config, force=args.force)
 
 
 def _collect(args: argparse.Namespace) -> None:
@@ -169,15 +169,8 @@ COMMANDS: list[Command] = [
         "Prepare the bundled sample corpus with one artist held out, pretrain a small character model on the "
         "others, fine-tune a LoRA adapter on that artist, print lyrics from both, write an evaluation report and "
         "serve both models in the browser. Everything lands in --out, as the individual commands would write it.",
-        _quickstart, args=(
+        _quickstart, (QuickstartConfig,), (
             arg("--out", default="runs/quickstart", help="directory for the datasets, runs and report"),
-            arg("--artist", default="verbose-vance", help="the sample artist held out and fine-tuned on"),
-            arg("--train-minutes", type=float, default=3.0, help="wall-clock budget of the pretraining"),
-            arg("--finetune-minutes", type=float, default=1.0, help="wall-clock budget of the fine-tuning"),
-            arg("--prompt", default="", help="the start of the lyrics generated at the end (empty: a new song)"),
-            arg("--no-eval", dest="evaluate", action="store_false", help="skip the evaluation report"),
-            arg("--no-serve", dest="serve", action="store_false", help="stop after the report instead of serving"),
-            arg("--port", type=int, default=ServeConfig.port, help="port to serve on (127.0.0.1)"),
             arg("--force", action="store_true", help="replace --out if it exists"),
         ),
     ),
