@@ -82,10 +82,13 @@ def quickstart(out: str | Path = "runs/quickstart", config: QuickstartConfig | N
     if config.evaluate:
         from rapgpt.evaluate.config import EvalConfig
         from rapgpt.evaluate.run import evaluate as evaluate_run
+        from rapgpt.serve.judge import DB_NAME
 
         _step("5/5 evaluating the base model and the adapter")
+        # The report's excerpts also fill the pool of the studio's "Real or model?" page (the server's default).
         report = evaluate_run(base, all_data, out / "report", adapter=adapter, config=EvalConfig(
-            artist=artist, num_samples=2, max_new_tokens=200, reference_chunks=120, chunk_lines=4))
+            artist=artist, num_samples=2, max_new_tokens=200, reference_chunks=120, chunk_lines=4,
+            judge_db=str(base / DB_NAME)))
         print(f"report written to {report}")
     if config.serve:
         from rapgpt.serve.server import serve as serve_models
