@@ -174,7 +174,9 @@ def _add_import_peft(sub) -> None:
 
 def _add_prepare(sub) -> None:
     from rapgpt.data.clean import CleanOptions
+    from rapgpt.data.lyric_bpe import DEFAULT_VOCAB_SIZE
     from rapgpt.data.readers import FORMATS
+    from rapgpt.data.tokenizer import TOKENIZERS
 
     p = _command(
         sub,
@@ -186,7 +188,10 @@ def _add_prepare(sub) -> None:
     )
     p.add_argument("sources", nargs="*", metavar="SOURCE", help="lyric files or folders (default: the sample corpus)")
     p.add_argument("--out", required=True, metavar="DIR", help="the dataset directory to write")
-    p.add_argument("--tokenizer", choices=("char", "gpt2"), help="tokenizer (default: char, or --vocab-from's)")
+    p.add_argument("--tokenizer", choices=TOKENIZERS,
+                   help="tokenizer: char, gpt2, or bpe trained on the lyrics (default: char, or --vocab-from's)")
+    p.add_argument("--vocab-size", type=int, metavar="N",
+                   help=f"ids of a --tokenizer bpe (default {DEFAULT_VOCAB_SIZE})")
     p.add_argument("--format", choices=FORMATS, default="auto", help="source format; auto: by extension and content")
     p.add_argument("--text-field", metavar="NAME", help="CSV column or JSON field holding the lyrics")
     p.add_argument("--artist-field", metavar="NAME", help="CSV column or JSON field holding the artist")
@@ -254,6 +259,7 @@ def _prepare(args: argparse.Namespace) -> None:
         artists=args.artists,
         exclude_artists=args.exclude_artists,
         vocab_from=args.vocab_from,
+        vocab_size=args.vocab_size,
         clean=CleanOptions(**switches, min_words=args.min_words, near_threshold=args.near_threshold),
         force=args.force,
         workers=args.workers,
