@@ -1,0 +1,225 @@
+"""A CPU speedrun: rapgpt's recommended training against nanoGPT's, to the same validation bits per character.
+
+In the spirit of the GPU "nanoGPT speedruns", the figure is the wall clock to a validation loss, not tokens per
+second alone. One run on one machine:
+
+1. nanoGPT (a copy of `../shared/peers/nanogpt`, run from a temporary folder) trains its character config on the
+   prepared dataset (converted by the peer's `from_rapgpt_dataset.py`; the ids are the same) for `--minutes`:
+   a short calibration measures its step time, and the budget becomes its `max_iters`, so that its cosine ends
+   where its time does, as nanoGPT's config intends.
+2. Each rapgpt setting (`--variant NAME=FLAGS`, default: the recommended one, `rapgpt train`'s defaults) trains
+   with `--max-minutes` set to each `--fraction` of nanoGPT's measured training time.
+3. Every final model is scored by this script on the same fixed validation windows, in fp32: the target is
+   nanoGPT's validation bits per character, and a rapgpt setting meets the goal when it reaches it with half
+   nanoGPT's time (fraction 0.5).
+
+Training time excludes evaluations on both sides (nanoGPT's eval steps are replaced by its median step; rapgpt
+evaluates once at the start, on one batch, which its clock includes). The machine's CPU and load are printed, and
+both contenders run one after the other with the same thread count, so other work on a shared machine disturbs
+both; repeat the run to see the spread.
+
+    python -m benchmarks.speedrun --data data/rap --minutes 20                     # the full speedrun
+    python -m benchmarks.speedrun --data data/rap --minutes 3 --fraction 0.5 --fraction 1
+    python -m benchmarks.speedrun --data data/rap --minutes 3 --variant adamw= --variant muon="--optimizer muon"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from benchmarks.machine import machine_line
+from rapgpt.checkpoint import load_run
+from rapgpt.data.dataset import TokenDataset
+from rapgpt.training.batches import eval_windows
+
+ROOT = Path(__file__).resolve().parents[1]
+PEER = ROOT.parent / "shared" / "peers" / "nanogpt"
+# The peer's README command: the char config at the model shape and batch of rapgpt's char-10m, bf16, no dropout.
+NANOGPT_ARGS = ["config/train_shakespeare_char.py", "--dataset=rap", "--device=cpu", "--compile=False",
+                "--dtype=bfloat16", "--batch_size=16", "--block_size=256", "--n_layer=6", "--n_head=6",
+                "--n_embd=384", "--dropout=0.0", "--log_interval=1", "--always_save_checkpoint=True"]
+ITER_LINE = re.compile(r"^iter (\d+): loss [\d.]+, time ([\d.]+)ms")
+EVAL_BATCH = 16
+
+
+@dataclass
+class Result:
+    name: str
+    budget_s: float  # the wall clock the contender was given
+    train_s: float  # the training time it used, evaluations excluded
+    steps: int
+    tokens: int
+    val_loss: float  # nats per token on the shared validation windows
+
+    @property
+    def bpc(self) -> float:
+        return self.val_loss / math.log(2)  # a character dataset: one token per character
+
+
+def env(threads: int) -> dict[str, str]:
+    """The same threads for both contenders; sleeping OpenMP threads, as a shared machine needs."""
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+def run_logged(cmd: list[str], cwd: Path, log: Path, threads: int) -> str:
+    """Run a contender, its output into `log`; return the output, or stop with the log's tail on failure."""
+    with open(log, "w") as f:
+        code = subprocess.run(cmd, cwd=cwd, stdout=f, stderr=subprocess.STDOUT, env=env(threads)).returncode
+    out = log.read_text(errors="replace")
+    if code:
+        sys.exit(f"{shlex.join(cmd)} failed ({code}):\n{out[-3000:]}")
+    return out
+
+
+def nanogpt_steps(out: str) -> dict[int, float]:
+    """Seconds of each logged iteration of nanoGPT's output."""
+    return {int(m[1]): float(m[2]) / 1000 for line in out.splitlines() if (m := ITER_LINE.match(line))}
+
+
+class NanoGPT:
+    """The peer in a writable copy, with the dataset converted into its `data/rap`."""
+
+    def __init__(self, peer: Path, data: Path, work: Path, threads: int):
+        self.dir, self.threads = work / "nanogpt", threads
+        shutil.copytree(peer, self.dir)
+        run_logged([sys.executable, "from_rapgpt_dataset.py", str(data), "data/rap"], self.dir,
+                   work / "nanogpt-convert.log", threads)
+
+    def train(self, iters: int, eval_interval: int, log: Path, out_dir: str) -> dict[int, float]:
+        args = [f"--max_iters={iters}", f"--lr_decay_iters={iters}", f"--eval_interval={eval_interval}",
+                "--eval_iters=1", f"--out_dir={out_dir}"]
+        return nanogpt_steps(run_logged([sys.executable, "-u", "train.py", *NANOGPT_ARGS, *args], self.dir, log,
+                                        self.threads))
+
+    def step_seconds(self, log: Path) -> float:
+        """The median step time of a short run (its first steps, which include warm-up, are left out)."""
+        times = self.train(8, 1000, log, "out-calibrate")
+        return statistics.median(t for i, t in times.items() if i >= 3)
+
+    def run(self, minutes: float, work: Path) -> tuple[Result, Callable]:
+        iters = max(10, round(60 * minutes / self.step_seconds(work / "nanogpt-calibrate.log")))
+        times = self.train(iters, iters, work / "nanogpt.log", "out")
+        # Iteration 0 includes the first evaluation, iteration `iters` the last one and the checkpoint: each
+        # counts as a median step; the checkpoint is taken after `iters` steps.
+        median = statistics.median(times.values())
+        train_s = sum(t for i, t in times.items() if 0 < i < iters) + median
+        sys.path.insert(0, str(self.dir))
+        from model import GPT as PeerGPT, GPTConfig as PeerConfig  # noqa: I001 (the peer's module, found above)
+
+        ckpt = torch.load(self.dir / "out" / "ckpt.pt", map_location="cpu", weights_only=False)
+        model = PeerGPT(PeerConfig(**ckpt["model_args"]))
+        model.load_state_dict(ckpt["model"])
+        result = Result("nanoGPT", 60 * minutes, train_s, iters, iters * 16 * 256, math.nan)
+        return result, model.eval()
+
+
+def rapgpt_run(name: str, flags: str, data: Path, minutes: float, work: Path, threads: int) -> tuple[Result, Callable]:
+    out = work / f"rapgpt-{name}-{minutes:.2f}"
+    cmd = [sys.executable, "-m", "rapgpt", "train", "--data", str(data), "--out", str(out), "--max-minutes",
+           f"{minutes:.4f}", "--eval-interval", "1000000", "--eval-batches", "1", "--threads", str(threads),
+           *shlex.split(flags)]
+    run_logged(cmd, ROOT, work / f"{out.name}.log", threads)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    last = records[-1]
+    model, _, _ = load_run(out)
+    return Result(name, 60 * minutes, last["seconds"], last["step"], last["tokens"], math.nan), model
+
+
+@torch.no_grad()
+def val_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Mean cross-entropy over the windows, in fp32 (both models return it from `model(x, y)`)."""
+    total = 0.0
+    for i in range(0, len(inputs), EVAL_BATCH):
+        _, loss = model(inputs[i : i + EVAL_BATCH], targets[i : i + EVAL_BATCH])
+        total += loss.item() * len(inputs[i : i + EVAL_BATCH])
+    return total / len(inputs)
+
+
+def table(results: list[Result], target: float) -> str:
+    rows = ["| system | budget | training time | steps | ms/step | tokens/s | val loss | val bits/char | "
+            "reaches nanoGPT |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        rows.append(
+            f"| {r.name} | {r.budget_s / 60:.2f} min | {r.train_s:.0f} s | {r.steps:,} | "
+            f"{1000 * r.train_s / r.steps:,.0f} | {r.tokens / r.train_s:,.0f} | {r.val_loss:.4f} | {r.bpc:.4f} | "
+            f"{'yes' if r.bpc <= target else 'no'} |"
+        )
+    return "\n".join(rows)
+
+
+def parse_variant(text: str) -> tuple[str, str]:
+    name, sep, flags = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"a variant is NAME=FLAGS, e.g. muon='--optimizer muon'; got {text!r}")
+    return name, flags
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True, help="a character dataset made by `rapgpt prepare`")
+    ap.add_argument("--minutes", type=float, default=20.0, help="nanoGPT's budget (default 20)")
+    ap.add_argument("--fraction", type=float, action="append",
+                    help="rapgpt's budget as a share of nanoGPT's training time (repeatable; default 0.5)")
+    ap.add_argument("--variant", type=parse_variant, action="append", metavar="NAME=FLAGS",
+                    help="a rapgpt setting: `rapgpt train` flags (repeatable; default: recommended=)")
+    ap.add_argument("--no-peer", action="store_true",
+                    help="skip nanoGPT: compare the variants alone, each given --fraction x --minutes")
+    ap.add_argument("--eval-windows", type=int, default=128, help="validation windows every model is scored on")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--peer", type=Path, default=PEER, help="the nanoGPT copy (default ../shared/peers/nanogpt)")
+    ap.add_argument("--keep", type=Path, help="keep the runs and logs in this folder (default: a temporary one)")
+    args = ap.parse_args()
+    fractions, variants = args.fraction or [0.5], args.variant or [("recommended", "")]
+    data = TokenDataset(args.data)
+    if data.tokenizer.kind != "char":
+        sys.exit(f"{args.data} is a {data.tokenizer.kind!r} dataset: the speedrun compares character models")
+    torch.set_num_threads(args.threads)
+    val = eval_windows(data.tokens("val"), 256, args.eval_windows, seed=0, split="val")
+    print(machine_line())
+    print(f"torch {torch.__version__}, {args.threads} threads; data {args.data}; "
+          f"{args.eval_windows} validation windows of 256 characters")
+    work = Path(args.keep or tempfile.mkdtemp(prefix="speedrun-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results = []
+    started = time.perf_counter()
+    base_s = 60 * args.minutes
+    if not args.no_peer:
+        peer, model = NanoGPT(args.peer, args.data, work, args.threads).run(args.minutes, work)
+        peer.val_loss = val_loss(model, *val)
+        results.append(peer)
+        base_s = peer.train_s
+        print(f"nanoGPT: {peer.steps} steps in {peer.train_s:.0f} s, val {peer.bpc:.4f} bits/char", flush=True)
+    for fraction in fractions:
+        for name, flags in variants:
+            result, model = rapgpt_run(name, flags, args.data, fraction * base_s / 60, work, args.threads)
+            result.val_loss = val_loss(model, *val)
+            result.name = f"rapgpt {name} ({fraction:g}x)"
+            results.append(result)
+            print(f"{result.name}: {result.steps} steps in {result.train_s:.0f} s, val {result.bpc:.4f} bits/char",
+                  flush=True)
+    target = results[0].bpc if not args.no_peer else -math.inf
+    print(f"\n{machine_line()} (after the runs; {time.perf_counter() - started:.0f} s in all)")
+    print(table(results, target))
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
