@@ -43,10 +43,10 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.heldout import fixed_windows, mean_loss
 from benchmarks.machine import machine_line
 from rapgpt.checkpoint import load_run
 from rapgpt.data.dataset import TokenDataset
-from rapgpt.training.batches import eval_windows
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT.parent / "shared" / "peers" / "nanogpt"
@@ -55,7 +55,6 @@ NANOGPT_ARGS = ["config/train_shakespeare_char.py", "--dataset=rap", "--device=c
                 "--dtype=bfloat16", "--batch_size=16", "--block_size=256", "--n_layer=6", "--n_head=6",
                 "--n_embd=384", "--dropout=0.0", "--log_interval=1", "--always_save_checkpoint=True"]
 ITER_LINE = re.compile(r"^iter (\d+): loss [\d.]+, time ([\d.]+)ms")
-EVAL_BATCH = 16
 
 
 @dataclass
@@ -142,16 +141,6 @@ def rapgpt_run(name: str, flags: str, data: Path, minutes: float, work: Path, th
     return Result(name, 60 * minutes, last["seconds"], last["step"], last["tokens"], math.nan), model
 
 
-@torch.no_grad()
-def val_loss(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float:
-    """Mean cross-entropy over the windows, in fp32 (both models return it from `model(x, y)`)."""
-    total = 0.0
-    for i in range(0, len(inputs), EVAL_BATCH):
-        _, loss = model(inputs[i : i + EVAL_BATCH], targets[i : i + EVAL_BATCH])
-        total += loss.item() * len(inputs[i : i + EVAL_BATCH])
-    return total / len(inputs)
-
-
 def table(results: list[Result], target: float) -> str:
     rows = ["| system | budget | training time | steps | ms/step | tokens/s | val loss | val bits/char | "
             "reaches nanoGPT |", "|---|---|---|---|---|---|---|---|---|"]
@@ -191,7 +180,7 @@ def main() -> None:
     if data.tokenizer.kind != "char":
         sys.exit(f"{args.data} is a {data.tokenizer.kind!r} dataset: the speedrun compares character models")
     torch.set_num_threads(args.threads)
-    val = eval_windows(data.tokens("val"), 256, args.eval_windows, seed=0, split="val")
+    val = fixed_windows(data.tokens("val"), 256, args.eval_windows)
     print(machine_line())
     print(f"torch {torch.__version__}, {args.threads} threads; data {args.data}; "
           f"{args.eval_windows} validation windows of 256 characters")
@@ -202,14 +191,14 @@ def main() -> None:
     base_s = 60 * args.minutes
     if not args.no_peer:
         peer, model = NanoGPT(args.peer, args.data, work, args.threads).run(args.minutes, work)
-        peer.val_loss = val_loss(model, *val)
+        peer.val_loss = mean_loss(model, *val)
         results.append(peer)
         base_s = peer.train_s
         print(f"nanoGPT: {peer.steps} steps in {peer.train_s:.0f} s, val {peer.bpc:.4f} bits/char", flush=True)
     for fraction in fractions:
         for name, flags in variants:
             result, model = rapgpt_run(name, flags, args.data, fraction * base_s / 60, work, args.threads)
-            result.val_loss = val_loss(model, *val)
+            result.val_loss = mean_loss(model, *val)
             result.name = f"rapgpt {name} ({fraction:g}x)"
             results.append(result)
             print(f"{result.name}: {result.steps} steps in {result.train_s:.0f} s, val {result.bpc:.4f} bits/char",
