@@ -9,9 +9,12 @@ second alone. One run on one machine:
    where its time does, as nanoGPT's config intends.
 2. Each rapgpt setting (`--variant NAME=FLAGS`, default: the recommended one, `rapgpt train`'s defaults) trains
    with `--max-minutes` set to each `--fraction` of nanoGPT's measured training time.
-3. Every final model is scored by this script on the same fixed validation windows, in fp32: the target is
-   nanoGPT's validation bits per character, and a rapgpt setting meets the goal when it reaches it with half
-   nanoGPT's time (fraction 0.5).
+3. Every final model is scored by this script on the same validation text (the first songs of the dataset's
+   validation split), in bits per character, so that models of other tokenizers compare too: a variant may train
+   on another dataset prepared from the same sources (`--variant bpe4k="--data data/rap-bpe4k"`). The target is
+   nanoGPT's figure; a rapgpt setting meets the goal when it reaches it with half nanoGPT's time (fraction 0.5).
+   Each rapgpt model also writes `--samples` songs at temperature 0.8, and the table gives the share of their words
+   that are real (in CMUdict or seen in the training text).
 
 Training time excludes evaluations on both sides (nanoGPT's eval steps are replaced by its median step; rapgpt
 evaluates once at the start, on one batch, which its clock includes). The machine's CPU and load are printed, and
@@ -37,16 +40,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from benchmarks.heldout import fixed_windows, mean_loss
+from benchmarks.heldout import (
+    bits_per_character,
+    cmudict_words,
+    real_word_share,
+    samples,
+    training_words,
+    validation_text,
+)
 from benchmarks.machine import machine_line
 from rapgpt.checkpoint import load_run
 from rapgpt.data.dataset import TokenDataset
+from rapgpt.data.tokenizer import Tokenizer
+from rapgpt.model import GPT
 
 ROOT = Path(__file__).resolve().parents[1]
 PEER = ROOT.parent / "shared" / "peers" / "nanogpt"
@@ -64,11 +75,20 @@ class Result:
     train_s: float  # the training time it used, evaluations excluded
     steps: int
     tokens: int
-    val_loss: float  # nats per token on the shared validation windows
+    bpc: float = math.nan  # bits per character on the shared validation text
+    real_words: float = math.nan  # share of real words in its samples
 
-    @property
-    def bpc(self) -> float:
-        return self.val_loss / math.log(2)  # a character dataset: one token per character
+
+class PeerScoring(torch.nn.Module):
+    """nanoGPT's model as `rapgpt.evaluate.intrinsic` calls a rapgpt GPT: model(x) -> (logits everywhere, None).
+    (Given targets, nanoGPT returns the logits of every position; without, of the last one only.)"""
+
+    def __init__(self, peer: torch.nn.Module):
+        super().__init__()
+        self.peer, self.config = peer, peer.config
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.peer(x, torch.zeros_like(x))[0], None
 
 
 def env(threads: int) -> dict[str, str]:
@@ -112,7 +132,7 @@ class NanoGPT:
         times = self.train(8, 1000, log, "out-calibrate")
         return statistics.median(t for i, t in times.items() if i >= 3)
 
-    def run(self, minutes: float, work: Path) -> tuple[Result, Callable]:
+    def run(self, minutes: float, work: Path) -> tuple[Result, PeerScoring]:
         iters = max(10, round(60 * minutes / self.step_seconds(work / "nanogpt-calibrate.log")))
         times = self.train(iters, iters, work / "nanogpt.log", "out")
         # Iteration 0 includes the first evaluation, iteration `iters` the last one and the checkpoint: each
@@ -125,11 +145,12 @@ class NanoGPT:
         ckpt = torch.load(self.dir / "out" / "ckpt.pt", map_location="cpu", weights_only=False)
         model = PeerGPT(PeerConfig(**ckpt["model_args"]))
         model.load_state_dict(ckpt["model"])
-        result = Result("nanoGPT", 60 * minutes, train_s, iters, iters * 16 * 256, math.nan)
-        return result, model.eval()
+        result = Result("nanoGPT", 60 * minutes, train_s, iters, iters * 16 * 256)
+        return result, PeerScoring(model.eval())
 
 
-def rapgpt_run(name: str, flags: str, data: Path, minutes: float, work: Path, threads: int) -> tuple[Result, Callable]:
+def rapgpt_run(name: str, flags: str, data: Path, minutes: float, work: Path, threads: int) -> tuple[Result, GPT,
+                                                                                              Tokenizer]:
     out = work / f"rapgpt-{name}-{minutes:.2f}"
     cmd = [sys.executable, "-m", "rapgpt", "train", "--data", str(data), "--out", str(out), "--max-minutes",
            f"{minutes:.4f}", "--eval-interval", "1000000", "--eval-batches", "1", "--threads", str(threads),
@@ -137,18 +158,18 @@ def rapgpt_run(name: str, flags: str, data: Path, minutes: float, work: Path, th
     run_logged(cmd, ROOT, work / f"{out.name}.log", threads)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     last = records[-1]
-    model, _, _ = load_run(out)
-    return Result(name, 60 * minutes, last["seconds"], last["step"], last["tokens"], math.nan), model
+    model, tokenizer, _ = load_run(out)
+    return Result(name, 60 * minutes, last["seconds"], last["step"], last["tokens"]), model, tokenizer
 
 
-def table(results: list[Result], target: float) -> str:
-    rows = ["| system | budget | training time | steps | ms/step | tokens/s | val loss | val bits/char | "
-            "reaches nanoGPT |", "|---|---|---|---|---|---|---|---|---|"]
+def table(results: list[Result], target: float | None) -> str:
+    rows = ["| system | budget | training time | steps | ms/step | tokens/s | val bits/char | reaches nanoGPT | "
+            "real words |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         rows.append(
             f"| {r.name} | {r.budget_s / 60:.2f} min | {r.train_s:.0f} s | {r.steps:,} | "
-            f"{1000 * r.train_s / r.steps:,.0f} | {r.tokens / r.train_s:,.0f} | {r.val_loss:.4f} | {r.bpc:.4f} | "
-            f"{'yes' if r.bpc <= target else 'no'} |"
+            f"{1000 * r.train_s / r.steps:,.0f} | {r.tokens / r.train_s:,.0f} | {r.bpc:.4f} | "
+            f"{'-' if target is None else 'yes' if r.bpc <= target else 'no'} | {r.real_words:.1%} |"
         )
     return "\n".join(rows)
 
@@ -170,7 +191,9 @@ def main() -> None:
                     help="a rapgpt setting: `rapgpt train` flags (repeatable; default: recommended=)")
     ap.add_argument("--no-peer", action="store_true",
                     help="skip nanoGPT: compare the variants alone, each given --fraction x --minutes")
-    ap.add_argument("--eval-windows", type=int, default=128, help="validation windows every model is scored on")
+    ap.add_argument("--eval-chars", type=int, default=65536, help="characters of validation text to score on")
+    ap.add_argument("--samples", type=int, default=8, help="songs each rapgpt model writes for the word count")
+    ap.add_argument("--sample-chars", type=int, default=600, help="length of each sample, in characters")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--peer", type=Path, default=PEER, help="the nanoGPT copy (default ../shared/peers/nanogpt)")
     ap.add_argument("--keep", type=Path, help="keep the runs and logs in this folder (default: a temporary one)")
@@ -180,30 +203,37 @@ def main() -> None:
     if data.tokenizer.kind != "char":
         sys.exit(f"{args.data} is a {data.tokenizer.kind!r} dataset: the speedrun compares character models")
     torch.set_num_threads(args.threads)
-    val = fixed_windows(data.tokens("val"), 256, args.eval_windows)
+    songs = validation_text(data, args.eval_chars)
+    chars = sum(map(len, songs))
     print(machine_line())
     print(f"torch {torch.__version__}, {args.threads} threads; data {args.data}; "
-          f"{args.eval_windows} validation windows of 256 characters")
+          f"scored on {len(songs)} validation songs ({chars:,} characters)")
     work = Path(args.keep or tempfile.mkdtemp(prefix="speedrun-"))
     work.mkdir(parents=True, exist_ok=True)
     results = []
+    known = cmudict_words() | training_words(data) if args.samples else frozenset()
     started = time.perf_counter()
     base_s = 60 * args.minutes
     if not args.no_peer:
         peer, model = NanoGPT(args.peer, args.data, work, args.threads).run(args.minutes, work)
-        peer.val_loss = mean_loss(model, *val)
+        peer.bpc = bits_per_character(model, data.tokenizer, songs)
         results.append(peer)
         base_s = peer.train_s
         print(f"nanoGPT: {peer.steps} steps in {peer.train_s:.0f} s, val {peer.bpc:.4f} bits/char", flush=True)
     for fraction in fractions:
         for name, flags in variants:
-            result, model = rapgpt_run(name, flags, args.data, fraction * base_s / 60, work, args.threads)
-            result.val_loss = mean_loss(model, *val)
+            result, model, tokenizer = rapgpt_run(name, flags, args.data, fraction * base_s / 60, work, args.threads)
+            result.bpc = bits_per_character(model, tokenizer, songs)
+            if args.samples:
+                per_token = chars / sum(map(len, tokenizer.encode_batch(songs)))
+                texts = samples(model, tokenizer, args.samples, args.sample_chars, per_token)
+                result.real_words = real_word_share(texts, known)
+                print(f"--- a sample of {name} ---\n{texts[0][:300]}\n---")
             result.name = f"rapgpt {name} ({fraction:g}x)"
             results.append(result)
             print(f"{result.name}: {result.steps} steps in {result.train_s:.0f} s, val {result.bpc:.4f} bits/char",
                   flush=True)
-    target = results[0].bpc if not args.no_peer else -math.inf
+    target = None if args.no_peer else results[0].bpc
     print(f"\n{machine_line()} (after the runs; {time.perf_counter() - started:.0f} s in all)")
     print(table(results, target))
     if not args.keep:
