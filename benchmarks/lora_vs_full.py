@@ -6,7 +6,8 @@ fine-tune trains every weight (`--full FLAGS`: the loop's settings), each LoRA v
 the artist's validation split. The table gives each one's drop of the validation loss from the base's, that drop
 as a share of the full fine-tune's, and the share of parameters it trains; the issue's goal is LoRA reaching 80%
 of the full fine-tune's drop with under 5% of the parameters trainable. Contenders run one after the other; the
-CPU and the machine's load are printed, as a busy machine gives each fewer steps in the same minutes.
+CPU and the machine's load are printed, as a busy machine gives each fewer steps in the same minutes; there,
+`--steps N` gives each contender N steps instead, and the seconds column says what they cost.
 
     python -m benchmarks.lora_vs_full --base runs/rap --data data/eminem --minutes 5
     python -m benchmarks.lora_vs_full --base runs/rap --data data/eminem --minutes 2 \\
@@ -52,12 +53,12 @@ class Result:
     val_loss: float
 
 
-def parse_config(cls: type, flags: str, minutes: float, threads: int):
+def parse_config(cls: type, flags: str, budget: dict, threads: int):
     """A settings object of `cls` from `rapgpt` command-line flags, with the benchmark's budget."""
     parser = argparse.ArgumentParser(prog=cls.__name__, add_help=False)
     add_flags(parser, cls)
     given = flags_given(parser.parse_args(shlex.split(flags)), cls)
-    return resolve(cls, {**QUIET, "max_minutes": minutes, "threads": threads}, given)
+    return resolve(cls, {**QUIET, **budget, "threads": threads}, given)
 
 
 def full_finetune(base: Path, data: TokenDataset, config: TrainConfig, out: Path) -> tuple[torch.nn.Module, dict]:
@@ -101,6 +102,7 @@ def main() -> None:
     ap.add_argument("--base", type=Path, required=True, help="the base run (from `rapgpt train`)")
     ap.add_argument("--data", type=Path, required=True, help="the artist's dataset, with the base's tokenizer")
     ap.add_argument("--minutes", type=float, default=5.0, help="wall clock of each contender (default 5)")
+    ap.add_argument("--steps", type=int, help="give each contender this many steps instead of --minutes")
     ap.add_argument("--full", default=FULL_FLAGS, metavar="FLAGS", help=f"full fine-tune settings ({FULL_FLAGS})")
     ap.add_argument("--variant", type=parse_variant, action="append", metavar="NAME=FLAGS",
                     help="a LoRA setting as `rapgpt finetune` flags (repeatable; default: default=)")
@@ -111,9 +113,10 @@ def main() -> None:
     base_model, _, _ = load_run(args.base)
     val = fixed_windows(data.tokens("val"), base_model.config.block_size, args.eval_windows)
     torch.set_num_threads(args.threads)
+    budget = {"max_steps": args.steps} if args.steps else {"max_minutes": args.minutes}
     print(machine_line())
     print(f"torch {torch.__version__}, {args.threads} threads; base {args.base}; data {args.data} "
-          f"({len(data.tokens('train')):,} training tokens); {args.minutes:g} min each")
+          f"({len(data.tokens('train')):,} training tokens); {budget} each")
     base_loss = mean_loss(base_model, *val)
     total = base_model.num_params()
     results = []
@@ -123,7 +126,7 @@ def main() -> None:
         contenders += [(f"LoRA {name}", FinetuneConfig, flags, lora_finetune)
                        for name, flags in args.variant or [("default", "")]]
         for i, (name, cls, flags, train) in enumerate(contenders):
-            config = parse_config(cls, flags, args.minutes, args.threads)
+            config = parse_config(cls, flags, budget, args.threads)
             model, record = train(args.base, data, config, Path(tmp) / str(i))
             trainable = total if cls is TrainConfig else sum(
                 p.numel() for n, p in model.named_parameters() if "lora_" in n)

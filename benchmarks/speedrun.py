@@ -24,6 +24,10 @@ both; repeat the run to see the spread.
     python -m benchmarks.speedrun --data data/rap --minutes 20                     # the full speedrun
     python -m benchmarks.speedrun --data data/rap --minutes 3 --fraction 0.5 --fraction 1
     python -m benchmarks.speedrun --data data/rap --minutes 3 --variant adamw= --variant muon="--optimizer muon"
+    python -m benchmarks.speedrun --data data/rap --steps 200 --fraction 1    # equal steps, on a busy machine
+
+On a machine busy with other work, `--steps N` budgets steps instead of minutes (nanoGPT gets N, rapgpt each
+fraction of N): the quality per step is then untouched by the load, and ms/step says what the time would be.
 """
 
 from __future__ import annotations
@@ -71,7 +75,7 @@ ITER_LINE = re.compile(r"^iter (\d+): loss [\d.]+, time ([\d.]+)ms")
 @dataclass
 class Result:
     name: str
-    budget_s: float  # the wall clock the contender was given
+    budget: str  # what the contender was given: minutes or steps
     train_s: float  # the training time it used, evaluations excluded
     steps: int
     tokens: int
@@ -132,8 +136,9 @@ class NanoGPT:
         times = self.train(8, 1000, log, "out-calibrate")
         return statistics.median(t for i, t in times.items() if i >= 3)
 
-    def run(self, minutes: float, work: Path) -> tuple[Result, PeerScoring]:
-        iters = max(10, round(60 * minutes / self.step_seconds(work / "nanogpt-calibrate.log")))
+    def run(self, minutes: float, steps: int | None, work: Path) -> tuple[Result, PeerScoring]:
+        """Train for `steps`, or for as many as fit in `minutes` at the calibrated step time."""
+        iters = steps or max(10, round(60 * minutes / self.step_seconds(work / "nanogpt-calibrate.log")))
         times = self.train(iters, iters, work / "nanogpt.log", "out")
         # Iteration 0 includes the first evaluation, iteration `iters` the last one and the checkpoint: each
         # counts as a median step; the checkpoint is taken after `iters` steps.
@@ -145,21 +150,23 @@ class NanoGPT:
         ckpt = torch.load(self.dir / "out" / "ckpt.pt", map_location="cpu", weights_only=False)
         model = PeerGPT(PeerConfig(**ckpt["model_args"]))
         model.load_state_dict(ckpt["model"])
-        result = Result("nanoGPT", 60 * minutes, train_s, iters, iters * 16 * 256)
+        result = Result("nanoGPT", f"{iters} steps" if steps else f"{minutes:g} min", train_s, iters, iters * 16 * 256)
         return result, PeerScoring(model.eval())
 
 
-def rapgpt_run(name: str, flags: str, data: Path, minutes: float, work: Path, threads: int) -> tuple[Result, GPT,
-                                                                                              Tokenizer]:
-    out = work / f"rapgpt-{name}-{minutes:.2f}"
-    cmd = [sys.executable, "-m", "rapgpt", "train", "--data", str(data), "--out", str(out), "--max-minutes",
-           f"{minutes:.4f}", "--eval-interval", "1000000", "--eval-batches", "1", "--threads", str(threads),
-           *shlex.split(flags)]
+def rapgpt_run(name: str, flags: str, data: Path, budget: str, work: Path, threads: int) -> tuple[Result, GPT,
+                                                                                          Tokenizer]:
+    """Train one rapgpt setting for `budget`: "N steps" or "M min"."""
+    amount, unit = budget.split()
+    limit = ["--max-steps", amount] if unit == "steps" else ["--max-minutes", amount]
+    out = work / f"rapgpt-{name}-{amount}"
+    cmd = [sys.executable, "-m", "rapgpt", "train", "--data", str(data), "--out", str(out), *limit,
+           "--eval-interval", "1000000", "--eval-batches", "1", "--threads", str(threads), *shlex.split(flags)]
     run_logged(cmd, ROOT, work / f"{out.name}.log", threads)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     last = records[-1]
     model, tokenizer, _ = load_run(out)
-    return Result(name, 60 * minutes, last["seconds"], last["step"], last["tokens"]), model, tokenizer
+    return Result(name, budget, last["seconds"], last["step"], last["tokens"]), model, tokenizer
 
 
 def table(results: list[Result], target: float | None) -> str:
@@ -167,7 +174,7 @@ def table(results: list[Result], target: float | None) -> str:
             "real words |", "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         rows.append(
-            f"| {r.name} | {r.budget_s / 60:.2f} min | {r.train_s:.0f} s | {r.steps:,} | "
+            f"| {r.name} | {r.budget} | {r.train_s:.0f} s | {r.steps:,} | "
             f"{1000 * r.train_s / r.steps:,.0f} | {r.tokens / r.train_s:,.0f} | {r.bpc:.4f} | "
             f"{'-' if target is None else 'yes' if r.bpc <= target else 'no'} | {r.real_words:.1%} |"
         )
@@ -185,12 +192,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="a character dataset made by `rapgpt prepare`")
     ap.add_argument("--minutes", type=float, default=20.0, help="nanoGPT's budget (default 20)")
+    ap.add_argument("--steps", type=int, help="budget nanoGPT in steps instead (rapgpt: --fraction of them)")
     ap.add_argument("--fraction", type=float, action="append",
-                    help="rapgpt's budget as a share of nanoGPT's training time (repeatable; default 0.5)")
+                    help="rapgpt's budget as a share of nanoGPT's training time or steps (repeatable; default 0.5)")
     ap.add_argument("--variant", type=parse_variant, action="append", metavar="NAME=FLAGS",
                     help="a rapgpt setting: `rapgpt train` flags (repeatable; default: recommended=)")
     ap.add_argument("--no-peer", action="store_true",
-                    help="skip nanoGPT: compare the variants alone, each given --fraction x --minutes")
+                    help="skip nanoGPT: compare the variants alone, each given --fraction x --minutes (or --steps)")
     ap.add_argument("--eval-chars", type=int, default=65536, help="characters of validation text to score on")
     ap.add_argument("--samples", type=int, default=8, help="songs each rapgpt model writes for the word count")
     ap.add_argument("--sample-chars", type=int, default=600, help="length of each sample, in characters")
@@ -215,14 +223,15 @@ def main() -> None:
     started = time.perf_counter()
     base_s = 60 * args.minutes
     if not args.no_peer:
-        peer, model = NanoGPT(args.peer, args.data, work, args.threads).run(args.minutes, work)
+        peer, model = NanoGPT(args.peer, args.data, work, args.threads).run(args.minutes, args.steps, work)
         peer.bpc = bits_per_character(model, data.tokenizer, songs)
         results.append(peer)
         base_s = peer.train_s
         print(f"nanoGPT: {peer.steps} steps in {peer.train_s:.0f} s, val {peer.bpc:.4f} bits/char", flush=True)
     for fraction in fractions:
         for name, flags in variants:
-            result, model, tokenizer = rapgpt_run(name, flags, args.data, fraction * base_s / 60, work, args.threads)
+            budget = f"{round(fraction * args.steps)} steps" if args.steps else f"{fraction * base_s / 60:.3f} min"
+            result, model, tokenizer = rapgpt_run(name, flags, args.data, budget, work, args.threads)
             result.bpc = bits_per_character(model, tokenizer, songs)
             if args.samples:
                 per_token = chars / sum(map(len, tokenizer.encode_batch(songs)))
