@@ -176,7 +176,8 @@ def table(results: list[Result], target: float | None) -> str:
         rows.append(
             f"| {r.name} | {r.budget} | {r.train_s:.0f} s | {r.steps:,} | "
             f"{1000 * r.train_s / r.steps:,.0f} | {r.tokens / r.train_s:,.0f} | {r.bpc:.4f} | "
-            f"{'-' if target is None else 'yes' if r.bpc <= target else 'no'} | {r.real_words:.1%} |"
+            f"{'-' if target is None else 'yes' if r.bpc <= target else 'no'} | "
+            f"{'-' if math.isnan(r.real_words) else f'{r.real_words:.1%}'} |"
         )
     return "\n".join(rows)
 
