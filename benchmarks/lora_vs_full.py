@@ -28,6 +28,7 @@ import torch
 
 from benchmarks.heldout import fixed_windows, mean_loss
 from benchmarks.machine import machine_line
+from benchmarks.variants import parse_variant
 from rapgpt.checkpoint import load_run
 from rapgpt.data.dataset import TokenDataset
 from rapgpt.finetune import finetune
@@ -88,13 +89,6 @@ def table(base_loss: float, results: list[Result]) -> str:
         rows.append(f"| {r.name} | {r.steps:,} | {r.seconds:.0f} | {r.trainable:,} ({r.trainable / r.total:.2%}) | "
                     f"{r.val_loss:.4f} | {drop:.4f} ({drop / base_loss:.1%}) | {drop / full_drop:.0%} |")
     return "\n".join(rows)
-
-
-def parse_variant(text: str) -> tuple[str, str]:
-    name, sep, flags = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"a variant is NAME=FLAGS, e.g. r16='--rank 16'; got {text!r}")
-    return name, flags
 
 
 def main() -> None:

@@ -58,6 +58,7 @@ from benchmarks.heldout import (
     validation_text,
 )
 from benchmarks.machine import machine_line
+from benchmarks.variants import parse_variant
 from rapgpt.checkpoint import load_run
 from rapgpt.data.dataset import TokenDataset
 from rapgpt.data.tokenizer import Tokenizer
@@ -180,13 +181,6 @@ def table(results: list[Result], target: float | None) -> str:
             f"{'-' if math.isnan(r.real_words) else f'{r.real_words:.1%}'} |"
         )
     return "\n".join(rows)
-
-
-def parse_variant(text: str) -> tuple[str, str]:
-    name, sep, flags = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"a variant is NAME=FLAGS, e.g. muon='--optimizer muon'; got {text!r}")
-    return name, flags
 
 
 def main() -> None:
