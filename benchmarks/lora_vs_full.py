@@ -31,11 +31,11 @@ from benchmarks.machine import machine_line
 from benchmarks.variants import parse_variant
 from rapgpt.checkpoint import load_run
 from rapgpt.data.dataset import TokenDataset
-from rapgpt.finetune import finetune
 from rapgpt.lora import load_adapted_run
 from rapgpt.options import add_flags, flags_given, resolve
-from rapgpt.train import fit
 from rapgpt.training.config import FinetuneConfig, TrainConfig
+from rapgpt.training.finetune import finetune
+from rapgpt.training.loop import fit
 from rapgpt.training.runtime import setup_runtime, teardown
 
 # A full fine-tune's defaults: a learning rate well below pretraining's, the short warmup of fine-tuning.

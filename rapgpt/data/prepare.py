@@ -32,13 +32,14 @@ from tqdm import tqdm
 
 import rapgpt.data
 from rapgpt.data.clean import CleanOptions, clean_lyrics, count_words
+from rapgpt.data.config import TOKENIZERS, PrepareConfig
 from rapgpt.data.dataset import DatasetWriter, TokenDataset, check_output_dir, token_dtype
 from rapgpt.data.dedupe import Deduplicator, Fingerprint, fingerprint
 from rapgpt.data.lyric_bpe import DEFAULT_VOCAB_SIZE, LyricBPETokenizer, check_vocab_size
 from rapgpt.data.readers import Fields, Song, read_sources
 from rapgpt.data.split import assign_splits, check_val_fraction
 from rapgpt.data.stats import CorpusStats
-from rapgpt.data.tokenizer import TOKENIZERS, CharTokenizer, GPT2Tokenizer, Tokenizer, tokenizer_from_json
+from rapgpt.data.tokenizer import CharTokenizer, GPT2Tokenizer, Tokenizer, tokenizer_from_json
 from rapgpt.data.workers import Workers, batches
 from rapgpt.errors import ConfigError, DataError
 
@@ -50,13 +51,13 @@ def prepare(
     out: str | Path = "data/sample",
     tokenizer: str | None = None,
     *,
-    format: str = "auto",
+    format: str = PrepareConfig.format,
     text_field: str | None = None,
     artist_field: str | None = None,
     title_field: str | None = None,
     separator: str | None = None,
-    val_fraction: float = 0.1,
-    seed: int = 1337,
+    val_fraction: float = PrepareConfig.val_fraction,
+    seed: int = PrepareConfig.seed,
     artists: Sequence[str] = (),
     exclude_artists: Sequence[str] = (),
     vocab_from: str | Path | None = None,
