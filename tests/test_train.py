@@ -19,7 +19,7 @@ from rapgpt.generate import SamplingParams, generate
 from rapgpt.model import GPT, GPTConfig
 from rapgpt.training.batches import eval_windows
 from rapgpt.training.config import PretrainConfig, TrainConfig
-from rapgpt.training.evaluate import evaluate
+from rapgpt.training.evaluate import evaluate_splits
 from rapgpt.training.loop import compile_blocks, fit, pretrain, resolve_run_config, train_step
 from rapgpt.training.metrics import read_metrics
 from rapgpt.training.runtime import Runtime
@@ -208,7 +208,7 @@ def test_overfitting_is_warned_about_and_stops_the_run_with_the_best_weights_kep
     model, _, _ = load_run(tmp_path / "run", weights="best.safetensors")
     tokens = TokenDataset(data).tokens("val")
     windows = eval_windows(tokens, 16, TINY["eval_batches"] * TINY["batch_size"], 1337, "val")
-    assert evaluate(model, {"val": windows}, 4, CPU)["val_loss"] == pytest.approx(best["val_loss"], rel=1e-6)
+    assert evaluate_splits(model, {"val": windows}, 4, CPU)["val_loss"] == pytest.approx(best["val_loss"], rel=1e-6)
 
 
 def test_the_loop_trains_only_the_parameters_that_require_grad(tiny_dataset, tmp_path):
