@@ -183,8 +183,8 @@ def test_corpus_empty_after_cleaning_is_refused(tmp_path):
 
 def test_bad_options_fail_before_any_work(tmp_path):
     corpus = write_corpus(tmp_path / "corpus", duplicates=False)
-    with pytest.raises(ConfigError, match="unknown tokenizer 'bpe'"):
-        run(corpus, tmp_path / "ds", tokenizer="bpe")
+    with pytest.raises(ConfigError, match="unknown tokenizer 'wordpiece'"):
+        run(corpus, tmp_path / "ds", tokenizer="wordpiece")
     with pytest.raises(ConfigError, match="--val-fraction"):
         run(corpus, tmp_path / "ds", val_fraction=1.5)
     with pytest.raises(ConfigError, match="--workers"):

@@ -303,3 +303,13 @@ def test_cli_refuses_bad_settings_with_one_clear_line(tiny_dataset, tmp_path):
     result = cli("--data", str(tiny_dataset), "--out", str(tmp_path / "run"), "--batch-size", "0")
     assert result.returncode == 2 and "batch_size must be at least 1, got 0" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_muon_run_lowers_the_loss_and_resumes_bit_identical(tiny_dataset, tmp_path):
+    settings = {"optimizer": "muon", "decay_steps": 12, "eval_interval": 4}
+    run(tiny_dataset, tmp_path / "straight", max_steps=12, **settings)
+    run(tiny_dataset, tmp_path / "split", max_steps=6, **settings)
+    run(tiny_dataset, tmp_path / "split", resume=True, max_steps=12, **settings)
+    assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "split"))
+    records = read_metrics(tmp_path / "straight/metrics.jsonl")
+    assert records[-1]["val_loss"] < records[0]["val_loss"] - 0.15

@@ -35,6 +35,7 @@ from rapgpt.data.clean import CleanOptions, clean_lyrics, count_words
 from rapgpt.data.config import TOKENIZERS, PrepareConfig
 from rapgpt.data.dataset import DatasetWriter, TokenDataset, check_output_dir, token_dtype
 from rapgpt.data.dedupe import Deduplicator, Fingerprint, fingerprint
+from rapgpt.data.lyric_bpe import DEFAULT_VOCAB_SIZE, LyricBPETokenizer, check_vocab_size
 from rapgpt.data.readers import Fields, Song, read_sources
 from rapgpt.data.split import assign_splits, check_val_fraction, chunk_at_blank_lines
 from rapgpt.data.stats import CorpusStats
@@ -61,6 +62,7 @@ def prepare(
     artists: Sequence[str] = (),
     exclude_artists: Sequence[str] = (),
     vocab_from: str | Path | None = None,
+    vocab_size: int | None = None,
     clean: CleanOptions | None = None,
     force: bool = False,
     workers: int | None = None,
@@ -73,6 +75,8 @@ def prepare(
     only / leave out these artists (matched ignoring case, spaces and punctuation). vocab_from: a dataset whose
     tokenizer to reuse, as a fine-tuning set must share its base model's vocabulary. workers: processes for
     cleaning and tokenizing (default: one per core; 1 runs everything in this process).
+    tokenizer "bpe": a byte-level BPE of `vocab_size` ids (default `lyric_bpe.DEFAULT_VOCAB_SIZE`) trained on the
+    training split.
     """
     out = check_output_dir(out, force)
     clean = clean or CleanOptions()
@@ -81,6 +85,10 @@ def prepare(
     kind = base.kind if base else tokenizer or "char"
     if kind not in TOKENIZERS:
         raise ConfigError(f"unknown tokenizer {kind!r}: choose one of {', '.join(TOKENIZERS)}")
+    if vocab_size is not None and (kind != "bpe" or base):
+        raise ConfigError("--vocab-size applies only to a new BPE: use it with --tokenizer bpe and no --vocab-from")
+    if kind == "bpe":
+        check_vocab_size(vocab_size or DEFAULT_VOCAB_SIZE)
     if kind == "gpt2":
         base = base or GPT2Tokenizer()  # built before the workers start, so that they inherit it
     sources = list(sources) or [rapgpt.data.sample_corpus_dir()]
@@ -107,6 +115,8 @@ def prepare(
                 "(separate the songs with --separator to split by song)"
             )
         is_val = assign_splits(kept.keys, val_fraction, seed)
+        if base is None and kind == "bpe":
+            base = LyricBPETokenizer.train(_training_texts(spool, is_val), vocab_size or DEFAULT_VOCAB_SIZE)
         tok = base or CharTokenizer.from_texts(chars for chars, val in zip(kept.charsets, is_val) if not val)
         with DatasetWriter(out, tok, force) as writer:
             stats, unknown = _tokenize_pass(spool, kept, is_val, tok, pool, writer, progress)
@@ -124,6 +134,7 @@ def prepare(
                 "artists": list(artists),
                 "exclude_artists": list(exclude_artists),
                 "vocab_from": str(vocab_from) if vocab_from else None,
+                "vocab_size": tok.vocab_size,
                 "clean": asdict(clean),
             }
             return writer.commit(stats.to_json(**extra), options)
@@ -269,6 +280,14 @@ def _base_tokenizer(vocab_from: str | Path | None, tokenizer: str | None) -> Tok
             "drop --tokenizer (the base dataset's is used)"
         )
     return base
+
+
+def _training_texts(spool: Path, is_val: np.ndarray) -> Iterator[str]:
+    """The spooled lyrics of the training songs, for learning a BPE."""
+    with open(spool, encoding="utf-8") as f:
+        for line, val in zip(f, is_val):
+            if not val:
+                yield json.loads(line)["lyrics"]
 
 
 @functools.lru_cache(maxsize=2)
