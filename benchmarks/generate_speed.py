@@ -1,10 +1,12 @@
-"""Generation speed on CPU: rapgpt against Hugging Face transformers `generate` on identical weights.
+"""Generation speed on CPU: rapgpt against Hugging Face transformers `generate` and llama.cpp on identical weights.
 
 One table from one run: decode tokens/s at batch 1 (a 16-token prompt, then greedy tokens) for the gpt2 (124M)
-and char-10m presets in fp32, bf16 and int8, each against its peer measured in the same run with the same dtype
-and threads (int8's peer is rapgpt's own fp32: transformers has no int8 CPU path for GPT-2); the share of the
-memory-bandwidth floor (weight bytes read per token over the copy bandwidth measured here, read + write); time to
-first token for a 512-token prompt; and tokens/s at batch 8.
+and char-10m presets in fp32, bf16 and int8, each against its peers measured in the same run with the same threads:
+transformers in the same dtype (int8's peer is rapgpt's own fp32: transformers has no int8 CPU path for GPT-2), and
+llama.cpp through llama-cpp-python, when it is installed, on the GGUF export of the same weights (f32, bf16, q8_0;
+its KV cache in its default f16); the share of the memory-bandwidth floor (weight bytes read per token over the
+copy bandwidth measured here, read + write); time to first token for a 512-token prompt; and tokens/s at batch 8
+(transformers only). The CPU model and its vector extensions head the table.
 
 Weights are random (speed does not depend on them), with the end-of-text embedding zeroed so that greedy decoding
 never stops early. Decode speed is (N - 1) tokens over the time of an N-token run minus a 1-token run, so that the
@@ -27,9 +29,11 @@ import copy
 import math
 import os
 import string
+import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import torch
 
@@ -41,6 +45,7 @@ from rapgpt.precision import Precision
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 VARIANTS = {"fp32": ("fp32", None), "bf16": ("bf16", None), "int8": ("fp32", "int8")}
+GGUF_TYPE = {"fp32": "f32", "bf16": "bf16", "int8": "q8_0"}  # llama.cpp's counterpart of each variant
 
 
 def to_transformers(model: GPT, dtype: torch.dtype):
@@ -57,6 +62,38 @@ def to_transformers(model: GPT, dtype: torch.dtype):
     state = {k: (v.t() if k.endswith(CONV1D) else v) for k, v in model.state_dict().items()}
     hf.load_state_dict(state, strict=True)
     return hf.to(dtype).eval()
+
+
+def to_llama_cpp(model: GPT, tokenizer: Tokenizer, variant: str, threads: int, workdir: Path):
+    """The same weights in llama.cpp: the GGUF export in the variant's type, loaded with `threads` threads."""
+    import llama_cpp
+
+    from rapgpt.interop.gguf_export import write_gguf
+
+    path = workdir / f"{variant}.gguf"
+    write_gguf(path, model, tokenizer, GGUF_TYPE[variant], "benchmark")
+    return llama_cpp.Llama(str(path), n_ctx=model.config.block_size, n_batch=512, n_threads=threads,
+                           n_threads_batch=threads, verbose=False)
+
+
+def llama_run(llm, ids: list[int], new_tokens: int) -> Callable[[], None]:
+    def run() -> None:
+        llm.reset()  # no reuse of the previous run's cache
+        for done, _ in enumerate(llm.generate(ids, temp=0.0), start=1):
+            if done == new_tokens:
+                break
+
+    return run
+
+
+def cpu_model() -> str:
+    """The CPU's model name and the vector extensions that matter for these kernels, from /proc/cpuinfo."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8")
+    flags = [f for f in wanted if f in fields.get("flags", "").split()]
+    return f"{fields.get('model name', 'unknown CPU')} ({', '.join(flags) or 'no AVX2'})"
 
 
 CLOCK = time.perf_counter  # or time.process_time: see --clock
@@ -158,6 +195,7 @@ def main() -> None:
     ap.add_argument("--batch-new-tokens", type=int, default=64, help="tokens generated per sequence at batch 8")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--skip-peer", action="store_true", help="measure rapgpt alone")
+    ap.add_argument("--skip-llama", action="store_true", help="leave llama.cpp out even when it is installed")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="cpu: count the process's CPU time, not the time it waited for a core (one thread only)")
     args = ap.parse_args()
@@ -167,19 +205,23 @@ def main() -> None:
         global CLOCK
         CLOCK = time.process_time
     torch.set_num_threads(args.threads)
+    with_llama = not args.skip_llama and llama_cpp_installed()
     started = time.perf_counter()
     bandwidth = copy_bandwidth()
-    print(f"{args.clock} clock, threads {args.threads}, {args.new_tokens} new tokens at batch 1 and "
+    print(f"{cpu_model()}\n{args.clock} clock, threads {args.threads}, {args.new_tokens} new tokens at batch 1 and "
           f"{args.batch_new_tokens} at batch 8, best of {args.repeats}, load average {os.getloadavg()[0]:.1f} on "
-          f"{os.cpu_count()} CPUs\n")
-    header = f"{'model':9} {'variant':7} {'measure':27} {'rapgpt':>9} {'peer':>9} {'ratio':>7}  note"
+          f"{os.cpu_count()} CPUs; llama.cpp {'in' if with_llama else 'left out (not installed or --skip-llama)'}\n")
+    header = (f"{'model':9} {'variant':7} {'measure':27} {'rapgpt':>9} {'peer':>9} {'ratio':>7} {'llama.cpp':>9} "
+              f"{'ratio':>7}  note")
     print(header + "\n" + "-" * len(header))
 
-    def row(preset, variant, measure, ours, peer, note=""):
-        ratio = f"{ours / peer:6.2f}x" if peer else ""
-        peer_text = f"{peer:9.2f}" if peer else f"{'':9}"
-        print(f"{preset:9} {variant:7} {measure:27} {ours:9.2f} {peer_text} {ratio:>7}  {note}", flush=True)
+    def row(preset, variant, measure, ours, peer, llama=None, note=""):
+        columns = []
+        for theirs in (peer, llama):
+            columns += [f"{theirs:9.2f}", f"{ours / theirs:6.2f}x"] if theirs else [f"{'':9}", f"{'':7}"]
+        print(f"{preset:9} {variant:7} {measure:27} {ours:9.2f} {' '.join(columns)}  {note}", flush=True)
 
+    workdir = Path(tempfile.mkdtemp(prefix="generate-speed-"))
     for preset in args.models:
         base, tokenizer = setup(preset)
         prompt = prompt_of(tokenizer, 16)
@@ -189,8 +231,11 @@ def main() -> None:
                   for v in args.variants}
         peers = {} if args.skip_peer else {
             v: to_transformers(base, Precision(VARIANTS[v][0]).dtype) for v in args.variants if not VARIANTS[v][1]}
+        llamas = {v: to_llama_cpp(base, tokenizer, v, args.threads, workdir)
+                  for v in args.variants if with_llama}
         makers = {("rapgpt", v): partial(rapgpt_run, m, tokenizer, [prompt]) for v, m in models.items()}
         makers |= {("peer", v): partial(hf_run, hf, ids) for v, hf in peers.items()}
+        makers |= {("llama", v): partial(llama_run, llm, ids[0].tolist()) for v, llm in llamas.items()}
         rates = decode_rates(makers, new_tokens, args.repeats)
         bandwidth = max(bandwidth, copy_bandwidth())  # the best seen in the run: the floor is not flattered
         for v in args.variants:
@@ -198,19 +243,22 @@ def main() -> None:
             ours = rates["rapgpt", v]
             floor = bandwidth / weight_bytes_per_token(base, precision, quantize)
             note = f"{ours / floor:4.0%} of the bandwidth floor ({floor:.0f} tok/s), {new_tokens} tokens"
+            llama = rates.get(("llama", v))
             if quantize:
-                row(preset, v, "decode tok/s (b1) vs fp32", ours, rates.get(("rapgpt", "fp32")), note)
+                row(preset, v, "decode tok/s (b1) vs fp32", ours, rates.get(("rapgpt", "fp32")), llama, note)
             else:
-                row(preset, v, "decode tok/s (b1) vs HF", ours, rates.get(("peer", v)), note)
+                row(preset, v, "decode tok/s (b1) vs HF", ours, rates.get(("peer", v)), llama, note)
         if preset != "gpt2":
             continue
         long_prompt = prompt_of(tokenizer, 512, salt=1)
         long_ids = torch.tensor([BatchDecoder(base, tokenizer, 1).encode_prompt(long_prompt)])
         runs = {("rapgpt", v): rapgpt_run(m, tokenizer, [long_prompt], 1) for v, m in models.items()}
         runs |= {("peer", v): hf_run(hf, long_ids, 1) for v, hf in peers.items()}
+        runs |= {("llama", v): llama_run(llm, long_ids[0].tolist(), 1) for v, llm in llamas.items()}
         ttft = best_times(runs, args.repeats)
         for v in args.variants:
-            row(preset, v, "first token, 512 prompt (s)", ttft["rapgpt", v], ttft.get(("peer", v)), "lower is better")
+            row(preset, v, "first token, 512 prompt (s)", ttft["rapgpt", v], ttft.get(("peer", v)),
+                ttft.get(("llama", v)), "lower is better")
         prompts = [prompt_of(tokenizer, 16, salt=i) for i in range(8)]
         batch_ids = torch.tensor([BatchDecoder(base, tokenizer, 1).encode_prompt(p) for p in prompts])
         makers = {("rapgpt", v): partial(rapgpt_run, m, tokenizer, prompts) for v, m in models.items()}
@@ -220,6 +268,14 @@ def main() -> None:
             row(preset, v, "decode tok/s (batch 8)", rates8["rapgpt", v], rates8.get(("peer", v)))
     print(f"\ncopy bandwidth (read + write), the best seen: {bandwidth / 1e9:.1f} GB/s; "
           f"{time.perf_counter() - started:.0f} s in all")
+
+def llama_cpp_installed() -> bool:
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
 
 if __name__ == "__main__":
     main()

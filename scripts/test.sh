@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-env.sh dev
+# llama.cpp, the reference of the GGUF export tests: built once into a wheel cache (see the script).
+scripts/install-llama-cpp.sh
 # The browser test drives Debian's Chromium (never a downloaded one): install it when missing and we are root.
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \

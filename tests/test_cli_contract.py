@@ -180,7 +180,8 @@ CONTRACT = {'quickstart': {'--out': 'runs/quickstart',
             '--merge': False,
             '--base': None,
             '--base-model': None,
-            '--force': False},
+            '--force': False,
+            '--type': None},
  'import-peft': {'--base': None, '--out': None, '--force': False}}
 
 
@@ -229,5 +230,5 @@ def test_settings_flags_take_their_defaults_from_the_dataclass_alone(command):
         for field in dataclasses.fields(cls):
             action = actions[flag_name(public_name(field))]
             assert action.default is argparse.SUPPRESS  # nothing but the dataclass supplies the default
-            if field.default not in (None, False, ()):
+            if field.default not in (None, False, (), ""):
                 assert "(default: " in action.help

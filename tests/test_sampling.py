@@ -6,6 +6,7 @@ from rapgpt.generate.sampling import (
     TOP_P_CANDIDATES,
     TokenHistory,
     apply_penalties,
+    draw,
     filter_logits,
     sample_token,
 )
@@ -57,6 +58,29 @@ def test_top_p_matches_naive_reference_beyond_the_candidate_window(temperature, 
     assert got == naive_top_p(probs, top_p)
     if temperature >= 1 and top_p >= 0.5:
         assert len(got) > TOP_P_CANDIDATES
+
+
+@pytest.mark.parametrize("spread, top_p", [(0.2, 0.5), (0.2, 0.95), (1.0, 0.5), (1.0, 0.95), (3.0, 0.95)])
+def test_top_p_on_a_flat_vocabulary_of_gpt2_size_matches_naive_reference(spread, top_p):
+    """Beyond the candidate window, the band search: flat and less flat distributions over 50257 tokens."""
+    g = torch.Generator().manual_seed(int(spread * 10))
+    logits = torch.randn(50257, generator=g, dtype=torch.float64).float() * spread
+    probs = torch.softmax(logits, dim=-1).tolist()  # the float32 probabilities sampling sees, summed in float64
+    got = kept(filter_logits(logits, params(top_p=top_p)))
+    assert got == naive_top_p(probs, top_p) and len(got) > TOP_P_CANDIDATES
+
+
+def test_top_p_band_search_leaves_out_tokens_that_top_k_removed():
+    logits = torch.randn(2000, generator=torch.Generator().manual_seed(3)) * 0.1
+    got = kept(filter_logits(logits, params(top_k=1000, top_p=0.9)))
+    top = set(torch.topk(logits, 1000).indices.tolist())
+    assert got < top and len(got) > TOP_P_CANDIDATES
+
+
+def test_draw_never_takes_a_token_of_zero_probability():
+    g = torch.Generator().manual_seed(0)
+    assert {draw(torch.tensor([0.0, 0.0, 1.0, 0.0]), g) for _ in range(200)} == {2}
+    assert {draw(torch.tensor([0.0, 0.5, 0.0, 0.5, 0.0]), g) for _ in range(200)} == {1, 3}
 
 
 def test_min_p_keeps_tokens_at_least_that_fraction_of_the_most_likely():

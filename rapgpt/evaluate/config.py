@@ -34,6 +34,12 @@ class EvalConfig:
     scheme: str = setting(
         "free", "write each sample as a verse of --chunk-lines lines to this rhyme scheme (8 candidate lines each), "
                 "to compare free and rhymed writing", choices=SCHEMES)
+    reference_model: str | None = setting(
+        None, "a run that is not the one judged (e.g. a larger or longer-trained base): each text's mean "
+              "log-probability under it joins the fluency measures", metavar="RUN")
+    judge_db: str | None = setting(
+        None, "SQLite file of the blind test (`rapgpt serve --judge-db`): the report's excerpts join its pool, and "
+              "the report shows how often people took each model's lines for real", metavar="PATH")
 
     def __post_init__(self) -> None:
         if (min(self.num_samples, self.max_new_tokens, self.chunk_lines) < 1 or self.reference_chunks < 8

@@ -8,13 +8,24 @@ in the weights, where one scale per output channel bounds it to half a step of t
 
 PyTorch's dynamic quantization has a faster int8 kernel, but it rounds each layer's input to int8 with one scale
 for the whole batch: it cost more perplexity, and it would make a sequence's output depend on its batch-mates.
+
+The fast paths are private PyTorch ops, which a PyTorch build may lack or a release may drop. Each is looked up
+once (`private_op`); a missing one is logged in one line and replaced by plain PyTorch that computes the same:
+unpacked `nn.Linear` layers, and an int8 matmul through float32.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import operator
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+log = logging.getLogger(__name__)
 
 # The int8 matmul kernel reads the inner dimension in blocks of 16 (other sizes are not supported).
 INT8_BLOCK = 16
@@ -23,12 +34,29 @@ INT8_BLOCK = 16
 PACK_ROWS = 8
 
 
+# The private ops, by their path under torch.ops ("mkldnn.") or torch.
+REORDER, LINEAR_POINTWISE, BF16_SUPPORTED = ("mkldnn._reorder_linear_weight", "mkldnn._linear_pointwise",
+                                             "mkldnn._is_mkldnn_bf16_supported")
+INT8_MM = "_weight_int8pack_mm"
+
+
+@functools.cache
+def private_op(name: str) -> Callable[..., torch.Tensor] | None:
+    """The private PyTorch op `name` (see above), or None when this PyTorch lacks it, said once in the log."""
+    try:
+        return operator.attrgetter(name)(torch.ops if name.startswith("mkldnn.") else torch)
+    except (AttributeError, RuntimeError):
+        log.info("notice: this PyTorch (%s) has no %s: using plain PyTorch instead (slower)", torch.__version__, name)
+        return None
+
+
 def can_pack(dtype: torch.dtype) -> bool:
     """Whether oneDNN has a prepacked path for `dtype` on this CPU."""
-    if not torch.backends.mkldnn.is_available():
+    if not torch.backends.mkldnn.is_available() or not all(map(private_op, (REORDER, LINEAR_POINTWISE))):
         return False
     if dtype == torch.bfloat16:
-        return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        supported = private_op(BF16_SUPPORTED)
+        return supported is not None and supported()
     return dtype == torch.float32
 
 
@@ -39,11 +67,12 @@ class PackedLinear(nn.Module):
     def __init__(self, linear: nn.Linear):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.register_buffer("weight", torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), PACK_ROWS))
+        self.register_buffer("weight", private_op(REORDER)(linear.weight.detach(), PACK_ROWS))
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach())
+        self.op = private_op(LINEAR_POINTWISE)  # present: `can_pack` is asked before packing
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+        return self.op(x, self.weight, self.bias, "none", [], "")
 
 
 def quantize_per_channel(
@@ -77,9 +106,16 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).to(self.scale.dtype).contiguous()
-        y = torch._weight_int8pack_mm(rows, self.weight, self.scale).view(*x.shape[:-1], self.out_features)
+        matmul = private_op(INT8_MM) or int8_matmul
+        y = matmul(rows, self.weight, self.scale).view(*x.shape[:-1], self.out_features)
         y = y.to(x.dtype)
         return y if self.bias is None else y + self.bias
+
+
+def int8_matmul(rows: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """What `torch._weight_int8pack_mm` computes, in plain PyTorch: rows times int8 weights, accumulated in float32,
+    scaled per output channel, rounded to the rows' dtype."""
+    return (F.linear(rows.float(), weight.float()) * scale.float()).to(rows.dtype)
 
 
 class Int8Embedding(nn.Module):

@@ -13,9 +13,14 @@ import torch
 
 from rapgpt.generate.params import SamplingParams
 
-# top-p first looks among this many most likely tokens, and sorts the whole vocabulary only when they do not
-# already hold the requested probability mass (rare with lyrics-like temperatures).
+# top-p first looks among this many most likely tokens. When they do not hold the requested probability mass (a
+# flat distribution), it groups the tokens into this many bands of logit and sorts only the band where the mass is
+# reached: sorting GPT-2's whole vocabulary would take milliseconds, a good share of a decoding step.
 TOP_P_CANDIDATES = 256
+TOP_P_BANDS = 1024
+# The bands span this far below the largest logit; the last one also takes every token further down, whose
+# probabilities (below e^-32 of the largest each) it sorts only in the rare case that top_p needs them.
+TOP_P_BAND_RANGE = 32.0
 
 
 class TokenHistory:
@@ -72,11 +77,32 @@ def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
 def _top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     probs = torch.softmax(logits, dim=-1)
     sorted_probs, index = torch.topk(probs, min(TOP_P_CANDIDATES, probs.numel()))
-    if sorted_probs.sum() < top_p:
-        sorted_probs, index = torch.sort(probs, descending=True)
-    before = torch.cumsum(sorted_probs, dim=0) - sorted_probs  # probability held by the more likely tokens
-    keep = index[before < top_p]
-    return torch.full_like(logits, -math.inf).scatter_(0, keep, logits[keep])
+    if sorted_probs.sum() >= top_p:
+        before = torch.cumsum(sorted_probs, dim=0) - sorted_probs  # probability held by the more likely tokens
+        keep = index[before < top_p]
+        return torch.full_like(logits, -math.inf).scatter_(0, keep, logits[keep])
+    # Bands of equal width in logit, from the largest down (excluded tokens, at -inf, fall in the last one): every
+    # token of a band before the one where the mass reaches top_p is kept, every token after it is left out.
+    band = ((logits.max() - logits) * (TOP_P_BANDS / TOP_P_BAND_RANGE)).clamp(max=TOP_P_BANDS - 1).long()
+    probs = probs.double()  # sums over tens of thousands of tokens: float32 would misplace the boundary token
+    mass = torch.zeros(TOP_P_BANDS, dtype=probs.dtype).index_add_(0, band, probs)
+    through = torch.cumsum(mass, dim=0)
+    reached = min(int(torch.searchsorted(through, torch.tensor(top_p, dtype=through.dtype))), TOP_P_BANDS - 1)
+    members = torch.nonzero(band == reached).flatten()
+    sorted_probs, order = torch.sort(probs[members], descending=True)
+    before = through[reached] - mass[reached] + torch.cumsum(sorted_probs, dim=0) - sorted_probs
+    logits = logits.masked_fill(band > reached, -math.inf)
+    logits[members[order[before >= top_p]]] = -math.inf
+    return logits
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator) -> int:
+    """One token drawn with probability `probs` (summing to about 1), by inverting their cumulative sum at a uniform
+    variate. Exact like `torch.multinomial`, which for one draw makes an exponential variate per token instead:
+    1.3 ms for GPT-2's vocabulary on a CPU core, against 0.05 ms."""
+    cumulative = torch.cumsum(probs, dim=0)
+    u = torch.rand((), generator=generator, dtype=cumulative.dtype) * cumulative[-1]
+    return min(int(torch.searchsorted(cumulative, u, right=True)), probs.numel() - 1)
 
 
 def sample_token(
@@ -86,5 +112,4 @@ def sample_token(
     logits = apply_penalties(logits, history, params)
     if params.greedy:
         return int(logits.argmax())
-    probs = torch.softmax(filter_logits(logits, params), dim=-1)
-    return int(torch.multinomial(probs, 1, generator=generator))
+    return draw(torch.softmax(filter_logits(logits, params), dim=-1), generator)

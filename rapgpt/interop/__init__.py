@@ -7,33 +7,60 @@
     model_card.py    its README.md
     peft_export.py   `rapgpt export --format peft`: a LoRA adapter -> a PEFT adapter directory
     peft_import.py   `rapgpt import-peft`: a PEFT LoRA adapter for GPT-2 -> a rapgpt adapter
+    gguf_export.py   `rapgpt export --format gguf`: a run -> one GGUF file for llama.cpp and Ollama
 
 This module imports nothing heavy, so that the command line can list the formats quickly.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from rapgpt.errors import ConfigError
+from rapgpt.options import setting
 
-EXPORT_FORMATS = ("hf", "peft")
+EXPORT_FORMATS = ("hf", "peft", "gguf")
+# The types of a GGUF file's matrices (llama.cpp's names); f16 is what llama.cpp's own converter writes by default.
+GGUF_TYPES = ("f32", "f16", "bf16", "q8_0")
+DEFAULT_GGUF_TYPE = "f16"
+
+
+@dataclass(frozen=True)
+class GGUFConfig:
+    """`rapgpt export --format gguf`: how the file stores the weights. Unset, it takes `DEFAULT_GGUF_TYPE`; it is
+    refused with the other formats, which have no such choice."""
+
+    type: str | None = setting(
+        None, f"--format gguf: the type of the weight matrices, one of {', '.join(GGUF_TYPES)} (q8_0: 8-bit blocks "
+              f"of 32; default: {DEFAULT_GGUF_TYPE})", choices=GGUF_TYPES, metavar="TYPE")
 
 
 def export(
     run: str | Path, out_dir: str | Path, format: str = "hf", *, adapter: str | Path | None = None,
     merge: bool = False, base: str | Path | None = None, base_model: str | None = None, force: bool = False,
+    gguf: GGUFConfig | None = None,
 ) -> Path:
-    """Export to `out_dir` in `format` (one of `EXPORT_FORMATS`) and return `out_dir`.
+    """Export to `out_dir` (for gguf, a file) in `format` (one of `EXPORT_FORMATS`) and return `out_dir`.
 
-    hf: the run directory `run`, or with `adapter` and `merge` that run with the adapter merged into it.
+    hf and gguf: the run directory `run`, or with `adapter` and `merge` that run with the adapter merged into it;
+    gguf's settings are `gguf`.
     peft: the adapter directory `run` (trained on `base`, by default the base run it records), or the adapter
     `adapter` trained on the run `run`; `base_model` is the base that adapter_config.json names.
     """
-    if format == "hf":
+    gguf = gguf or GGUFConfig()
+    if gguf.type is not None and format != "gguf":
+        raise ConfigError(f"--type sets the matrices' type of a GGUF file: drop it with --format {format}")
+    if format in ("hf", "gguf"):
         if base is not None or base_model is not None:
-            raise ConfigError("--base and --base-model name the base of an adapter exported with --format peft; "
-                              "with --format hf, RUN is the model exported (and --adapter the adapter merged into it)")
+            raise ConfigError(f"--base and --base-model name the base of an adapter exported with --format peft; "
+                              f"with --format {format}, RUN is the model exported (and --adapter the adapter merged "
+                              "into it)")
+        if format == "gguf":
+            from rapgpt.interop.gguf_export import export_gguf
+
+            return export_gguf(run, out_dir, type=gguf.type or DEFAULT_GGUF_TYPE, adapter=adapter, merge=merge,
+                               force=force)
         from rapgpt.interop.hf_export import export_hf
 
         return export_hf(run, out_dir, adapter=adapter, merge=merge, force=force)

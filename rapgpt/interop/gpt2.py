@@ -98,12 +98,18 @@ def hf_shapes(config: GPTConfig) -> dict[str, torch.Size]:
     return {k: v.shape for k, v in swap_conv1d(model_state(model)).items()}
 
 
-def to_hf_state(model: GPT) -> dict[str, torch.Tensor]:
-    """The model's weights as GPT2LMHeadModel stores them, ready for safetensors."""
-    state = swap_conv1d(model_state(model))
+def full_state(model: GPT) -> dict[str, torch.Tensor]:
+    """The model's weights in rapgpt's layout, the tied head left out, with zero biases where GPT-2 has biases and
+    the model has none (a model built with `bias=False`)."""
+    state = model_state(model)
     dtype = model.transformer.wte.weight.dtype
     zero_biases = {k: torch.zeros(s, dtype=dtype) for k, s in hf_shapes(model.config).items() if k not in state}
-    return {k: v.contiguous() for k, v in {**state, **zero_biases}.items()}
+    return {**state, **zero_biases}  # biases are 1-D: their shapes are the same in both layouts
+
+
+def to_hf_state(model: GPT) -> dict[str, torch.Tensor]:
+    """The model's weights as GPT2LMHeadModel stores them, ready for safetensors."""
+    return {k: v.contiguous() for k, v in swap_conv1d(full_state(model)).items()}
 
 
 def from_hf_state(
