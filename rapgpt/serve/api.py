@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rapgpt import __version__
 from rapgpt.errors import ConfigError, TokenizerError
 from rapgpt.generate import SamplingParams
+from rapgpt.serve.docs import DOCS_PATH, SWAGGER_DIR, add_docs
 from rapgpt.serve.engine import Chunk, Engine, Failed, Finished, Result, Sink, Ticket, Unavailable
 from rapgpt.serve.metrics import CONTENT_TYPE, Metrics
 from rapgpt.serve.schemas import (
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 # Paths counted in the metrics under their own name; anything else is "static" or "other", so that a scan of
 # random URLs cannot grow the number of time series.
-METRIC_PATHS = ("/api/generate", "/v1/completions", "/v1/models", "/health", "/metrics", "/docs", "/openapi.json")
+METRIC_PATHS = ("/api/generate", "/v1/completions", "/v1/models", "/health", "/metrics", DOCS_PATH, "/openapi.json")
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in [
@@ -114,7 +115,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
     settings = settings or ServeSettings()
     metrics = engine.metrics
     created = int(time.time())
-    app = FastAPI(title="rapgpt", version=__version__,
+    app = FastAPI(title="rapgpt", version=__version__, docs_url=None, redoc_url=None,
                   description="Write lyrics with a rapgpt model. `/v1` follows OpenAI's completions API.")
 
     @app.exception_handler(ApiError)
@@ -313,6 +314,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
 
         return _event_stream(events())
 
+    add_docs(app, settings.static_dir)
     if settings.static_dir is not None and (settings.static_dir / "index.html").is_file():
         app.mount("/", StaticFiles(directory=settings.static_dir, html=True), name="front end")
     else:
@@ -402,7 +404,7 @@ def _event_stream(events: AsyncIterator[str]) -> StreamingResponse:
 def _metric_path(path: str) -> str:
     if path in METRIC_PATHS:
         return path
-    if path == "/" or path.startswith("/assets/") or path == "/index.html":
+    if path == "/" or path.startswith(("/assets/", f"/{SWAGGER_DIR}/")) or path == "/index.html":
         return "static"
     return "other"
 
