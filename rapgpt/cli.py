@@ -101,11 +101,13 @@ def _run_collect(args: argparse.Namespace) -> None:
 
 def _add_import_hf(sub) -> None:
     p = _command(
-        sub, "import-hf", "Turn a local Hugging Face GPT-2 checkpoint into a rapgpt run.",
-        "Convert a Hugging Face GPT-2 checkpoint directory on disk (config.json with model.safetensors, its shards, "
-        "or pytorch_model.bin) into a rapgpt run directory that uses GPT-2's BPE tokenizer. Nothing is downloaded.",
+        sub, "import-hf", "Turn a Hugging Face GPT-2 checkpoint (a directory, or a Hub name like gpt2) into a run.",
+        "Convert a Hugging Face GPT-2 checkpoint into a rapgpt run directory that uses GPT-2's BPE tokenizer. SOURCE "
+        "is a directory on disk (config.json with model.safetensors, its shards, or pytorch_model.bin) or a Hub model "
+        "id such as gpt2, distilgpt2 or user/model@revision, taken from the Hugging Face cache or downloaded into it "
+        "(HF_HOME, HF_HUB_OFFLINE, HF_ENDPOINT and HF_TOKEN apply; needs huggingface_hub).",
     )
-    p.add_argument("hf_dir", metavar="DIR", help="the Hugging Face checkpoint directory")
+    p.add_argument("hf_dir", metavar="SOURCE", help="the checkpoint directory, or a Hub model id[@revision]")
     p.add_argument("--out", required=True, metavar="RUN", help="the run directory to create")
     p.add_argument("--force", action="store_true", help="replace RUN if it exists")
 
