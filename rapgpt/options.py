@@ -20,9 +20,13 @@ from rapgpt.errors import ConfigError
 C = TypeVar("C")
 
 
-def setting(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    """A dataclass field with the help text its flag shows (and, for strings, the allowed values)."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+def setting(default: Any, help: str, choices: tuple[str, ...] | None = None, optional_value: Any = None,
+            metavar: str | None = None) -> Any:
+    """A dataclass field with the help text its flag shows (and, for strings, the allowed values). With
+    `optional_value`, the flag may be given alone (`--name` rather than `--name VALUE`) and then means that value;
+    `metavar` names the value in the help."""
+    metadata = {"help": help, "choices": choices, "optional_value": optional_value, "metavar": metavar}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def _base_type(annotation: Any) -> tuple[type, bool]:
@@ -57,7 +61,9 @@ def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         elif kind is tuple:
             group.add_argument(flag_name(name), nargs="+", metavar="NAME", type=str, **kwargs)
         else:
-            metavar = {int: "N", float: "X"}.get(kind, "NAME")
+            metavar = f.metadata.get("metavar") or {int: "N", float: "X"}.get(kind, "NAME")
+            if f.metadata.get("optional_value") is not None:
+                kwargs.update(nargs="?", const=f.metadata["optional_value"])
             group.add_argument(
                 flag_name(name), type=kind, choices=f.metadata.get("choices"), metavar=metavar, **kwargs
             )
