@@ -35,8 +35,9 @@ import torch
 
 from rapgpt.data.tokenizer import CharTokenizer, GPT2Tokenizer, Tokenizer
 from rapgpt.generate import BatchDecoder, SamplingParams
-from rapgpt.generate.inference import PRECISIONS, prepare_for_inference
+from rapgpt.generate.inference import prepare_for_inference
 from rapgpt.model import GPT, preset_config
+from rapgpt.precision import Precision
 
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 VARIANTS = {"fp32": ("fp32", None), "bf16": ("bf16", None), "int8": ("fp32", "int8")}
@@ -124,7 +125,7 @@ def weight_bytes_per_token(model: GPT, precision: str, quantize: str | None) -> 
     """Bytes of weight matrices read to decode one token: every Linear and the output head (embeddings are
     looked up one row at a time; biases and norms are negligible)."""
     c = model.config
-    per_weight = 1 if quantize == "int8" else PRECISIONS[precision].itemsize
+    per_weight = 1 if quantize == "int8" else Precision(precision).dtype.itemsize
     return per_weight * (c.n_layer * 12 * c.n_embd**2 + c.vocab_size * c.n_embd)
 
 
@@ -184,10 +185,10 @@ def main() -> None:
         prompt = prompt_of(tokenizer, 16)
         ids = torch.tensor([BatchDecoder(base, tokenizer, 1).encode_prompt(prompt)])
         new_tokens = min(args.new_tokens, base.config.block_size - ids.size(1))  # the peer cannot go past its context
-        models = {v: prepare_for_inference(copy.deepcopy(base), PRECISIONS[VARIANTS[v][0]], VARIANTS[v][1])
+        models = {v: prepare_for_inference(copy.deepcopy(base), Precision(VARIANTS[v][0]).dtype, VARIANTS[v][1])
                   for v in args.variants}
         peers = {} if args.skip_peer else {
-            v: to_transformers(base, PRECISIONS[VARIANTS[v][0]]) for v in args.variants if not VARIANTS[v][1]}
+            v: to_transformers(base, Precision(VARIANTS[v][0]).dtype) for v in args.variants if not VARIANTS[v][1]}
         makers = {("rapgpt", v): partial(rapgpt_run, m, tokenizer, [prompt]) for v, m in models.items()}
         makers |= {("peer", v): partial(hf_run, hf, ids) for v, hf in peers.items()}
         rates = decode_rates(makers, new_tokens, args.repeats)

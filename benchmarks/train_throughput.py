@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rapgpt.model import GPT, GPTConfig, preset_config
-from rapgpt.train import compile_blocks, train_step
+from rapgpt.training.loop import compile_blocks, train_step
 from rapgpt.training.runtime import Runtime
 
 # (preset, vocabulary, batch, sequence length): a character vocabulary of lyrics, and GPT-2's BPE.

@@ -26,7 +26,9 @@ class LinearCrossEntropy(torch.autograd.Function):
             valid = targets != -1
             count = valid.sum().clamp(min=1)
             safe = targets.clamp(min=0)[:, None]
-            all_valid = bool(valid.all())
+            # Skipping the mask when every target counts saves a pass over the logits, but knowing it means reading
+            # the device: done on the CPU only, where reading costs nothing; an accelerator always masks.
+            all_valid = x.device.type == "cpu" and bool(valid.all())
             loss = torch.zeros((), dtype=torch.promote_types(dtype, torch.float32), device=x.device)
             step = max(1, CHUNK_LOGITS // grad.size(1))
             for start in range(0, grad.size(0), step):

@@ -1,8 +1,9 @@
-"""Configuration dataclasses as TOML files and command-line flags, with one set of names for both.
+"""Settings dataclasses as command-line flags and TOML files, with one set of names for both.
 
-A stage declares its settings once, as a dataclass whose fields carry a help text (`setting(default, help)`) and
-whose defaults are the recommended values. `add_flags` turns the fields into `--kebab-case` options, `resolve`
-layers defaults <- TOML file <- flags, and `to_dict` is what a run records so that it can be reproduced.
+A stage declares its settings once, as a frozen dataclass whose fields carry their help text (`setting(default,
+help, ...)`) and whose defaults are the recommended values. `add_flags` turns the fields into `--kebab-case`
+options, `resolve` layers defaults <- TOML file <- flags, and `to_dict` is what a run records so that it can be
+reproduced. A field's public name (flag, TOML key, record) is its own name unless `setting(name=...)` says another.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import dataclasses
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,12 +22,23 @@ from rapgpt.errors import ConfigError
 C = TypeVar("C")
 
 
-def setting(default: Any, help: str, choices: tuple[str, ...] | None = None, optional_value: Any = None,
-            metavar: str | None = None) -> Any:
-    """A dataclass field with the help text its flag shows (and, for strings, the allowed values). With
-    `optional_value`, the flag may be given alone (`--name` rather than `--name VALUE`) and then means that value;
-    `metavar` names the value in the help."""
-    metadata = {"help": help, "choices": choices, "optional_value": optional_value, "metavar": metavar}
+def setting(
+    default: Any,
+    help: str,
+    choices: tuple[str, ...] | None = None,
+    *,
+    metavar: str | None = None,
+    name: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+    repeat: bool = False,
+    optional_value: Any = None,
+) -> Any:
+    """A dataclass field with what its flag shows: the help text, the allowed values (strings), the metavar,
+    the public name where it differs from the field's, a parser of the typed text, for tuples whether the flag
+    is repeated (`--x A --x B`) rather than followed by several values (`--x A B`), and the value that the flag
+    given alone means (`--x` for `--x VALUE`, when `optional_value` is not None)."""
+    metadata = {"help": help, "choices": choices, "metavar": metavar, "name": name, "parse": parse, "repeat": repeat,
+                "optional_value": optional_value}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -33,45 +46,63 @@ def _base_type(annotation: Any) -> tuple[type, bool]:
     """(int, True) for `int | None`: the scalar type of a field and whether it may be None."""
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return args[0], True
+        return _base_type(args[0])[0], True
     if typing.get_origin(annotation) is tuple:  # tuple[str, ...]: a list of names
         return tuple, False
     return annotation, False
 
 
+def public_name(f: dataclasses.Field) -> str:
+    return f.metadata.get("name") or f.name
+
+
 def _fields(cls: type) -> dict[str, tuple[dataclasses.Field, type, bool]]:
+    """The fields of `cls` by public name: (field, scalar type, may be None)."""
     hints = typing.get_type_hints(cls)
-    return {f.name: (f, *_base_type(hints[f.name])) for f in dataclasses.fields(cls)}
+    return {public_name(f): (f, *_base_type(hints[f.name])) for f in dataclasses.fields(cls)}
 
 
-def flag_name(field_name: str) -> str:
-    return "--" + field_name.replace("_", "-")
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
-def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One option per field of `cls`. Options left out of the command line do not appear in the namespace."""
-    group = parser.add_argument_group(f"{cls.__name__} settings (also accepted in the --config TOML file)")
+def _shown(default: Any) -> bool:
+    return default is not None and default is not False and default != () and default != ""
+
+
+def add_flags(parser: argparse.ArgumentParser, cls: type, title: str | None = None) -> None:
+    """One option per field of `cls`, with the field's default in its help. Options left out of the command line
+    do not appear in the namespace: `resolve(cls, flags_given(args, cls))` fills in the defaults."""
+    group = parser.add_argument_group(title or f"{cls.__name__} settings")
     for name, (f, kind, _optional) in _fields(cls).items():
-        help_text = f.metadata.get("help", "")
-        if "(default" not in help_text:
-            help_text += f" (default: {f.default})"
+        meta = f.metadata
+        help_text = meta.get("help", "")
+        if _shown(f.default) and "(default" not in help_text:
+            shown = " ".join(f.default) if kind is tuple else f.default
+            help_text += f" (default: {shown})"
         kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
         if kind is bool:
             group.add_argument(flag_name(name), action=argparse.BooleanOptionalAction, **kwargs)
-        elif kind is tuple:
-            group.add_argument(flag_name(name), nargs="+", metavar="NAME", type=str, **kwargs)
+            continue
+        kwargs["type"] = meta.get("parse") or (str if kind is tuple else kind)
+        kwargs["metavar"] = meta.get("metavar") or {int: "N", float: "X"}.get(kind, "NAME")
+        if kind is tuple:
+            kwargs["action" if meta.get("repeat") else "nargs"] = "append" if meta.get("repeat") else "+"
         else:
-            metavar = f.metadata.get("metavar") or {int: "N", float: "X"}.get(kind, "NAME")
-            if f.metadata.get("optional_value") is not None:
-                kwargs.update(nargs="?", const=f.metadata["optional_value"])
-            group.add_argument(
-                flag_name(name), type=kind, choices=f.metadata.get("choices"), metavar=metavar, **kwargs
-            )
+            kwargs["choices"] = meta.get("choices")
+            if meta.get("optional_value") is not None:
+                kwargs.update(nargs="?", const=meta["optional_value"])
+        group.add_argument(flag_name(name), **kwargs)
 
 
 def flags_given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
-    """The fields of `cls` that were set on the command line."""
+    """The settings of `cls` that were set on the command line, by public name."""
     return {name: getattr(args, name) for name in _fields(cls) if hasattr(args, name)}
+
+
+def from_args(args: argparse.Namespace, cls: type[C]) -> C:
+    """The settings of `cls`: its defaults, overridden by the flags given."""
+    return resolve(cls, flags_given(args, cls), where=("command line",))
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -101,7 +132,8 @@ def _check_value(name: str, value: Any, kind: type, optional: bool, where: str) 
 def resolve(cls: type[C], *layers: dict[str, Any], where: tuple[str, ...] = ()) -> C:
     """An instance of `cls` from its defaults overridden by each layer in turn (e.g. a TOML file, then flags).
 
-    Unknown names and values of the wrong type are refused with the layer's name (`where`) in the message.
+    Layers use public names. Unknown names and values of the wrong type are refused with the layer's name
+    (`where`) in the message.
     """
     fields = _fields(cls)
     values: dict[str, Any] = {}
@@ -116,11 +148,12 @@ def resolve(cls: type[C], *layers: dict[str, Any], where: tuple[str, ...] = ()) 
             f, kind, optional = fields[name]
             choices = f.metadata.get("choices")
             value = _check_value(name, value, kind, optional, source)
-            if choices and value not in choices:
+            if choices and value is not None and value not in choices:
                 raise ConfigError(f"{source}: {name} must be one of {', '.join(choices)}, got {value!r}")
-            values[name] = value
+            values[f.name] = value
     return cls(**values)
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    return dataclasses.asdict(config)
+    """The settings by public name, as a run records them."""
+    return {public_name(f): getattr(config, f.name) for f in dataclasses.fields(config)}

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from rapgpt.errors import ConfigError
+from rapgpt.serve.config import ServeConfig
 from rapgpt.training.config import FinetuneConfig, PretrainConfig
 
 DEFAULT_ARTIST = "verbose-vance"
@@ -35,15 +36,15 @@ def quickstart(
     prompt: str = DEFAULT_PROMPT,
     evaluate: bool = True,
     serve: bool = True,
-    port: int = 8000,
+    port: int = ServeConfig.port,
     force: bool = False,
 ) -> Path:
     """Run the pipeline into `out` and return it; with `serve`, end by serving both models until interrupted."""
     from rapgpt.data.prepare import prepare
-    from rapgpt.finetune import finetune
     from rapgpt.generate import SamplingParams
     from rapgpt.generate.command import generate_command
-    from rapgpt.train import pretrain
+    from rapgpt.training.finetune import finetune
+    from rapgpt.training.loop import pretrain
 
     if train_minutes <= 0 or finetune_minutes <= 0:
         raise ConfigError("--train-minutes and --finetune-minutes must be positive")
@@ -73,17 +74,18 @@ def quickstart(
         print()
 
     if evaluate:
+        from rapgpt.evaluate.config import EvalConfig
         from rapgpt.evaluate.run import evaluate as evaluate_run
 
         _step("5/5 evaluating the base model and the adapter")
-        report = evaluate_run(base, all_data, out / "report", adapter=adapter, artist=artist,
-                              num_samples=2, max_new_tokens=200, reference_chunks=120, chunk_lines=4)
+        report = evaluate_run(base, all_data, out / "report", adapter=adapter, config=EvalConfig(
+            artist=artist, num_samples=2, max_new_tokens=200, reference_chunks=120, chunk_lines=4))
         print(f"report written to {report}")
     if serve:
         from rapgpt.serve.server import serve as serve_models
 
         _step("serving both models (Ctrl-C to stop)")
-        serve_models(base, adapters=[f"{artist}={adapter}"], port=port)
+        serve_models(base, [f"{artist}={adapter}"], ServeConfig(port=port))
     return out
 
 

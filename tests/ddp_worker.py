@@ -9,8 +9,8 @@ import torch
 from rapgpt.checkpoint import save_weights
 from rapgpt.data.dataset import TokenDataset
 from rapgpt.model import GPT, preset_config
-from rapgpt.train import fit
 from rapgpt.training.config import PretrainConfig
+from rapgpt.training.loop import fit
 from rapgpt.training.runtime import setup_runtime, teardown
 
 data, out, settings = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])

@@ -16,7 +16,8 @@ from rapgpt.checkpoint import save_run
 from rapgpt.data.tokenizer import CharTokenizer
 from rapgpt.generate import Completion, SamplingParams, generate
 from rapgpt.model import GPT, GPTConfig
-from rapgpt.serve.engine import Chunk, Engine, EngineSettings, Failed, Finished, Result, ServedModel, Sink
+from rapgpt.serve.config import ServeConfig
+from rapgpt.serve.engine import Chunk, Engine, Failed, Finished, Result, ServedModel, Sink
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz ,.!?'\n"
 TOKENIZER = CharTokenizer(list(ALPHABET))
@@ -51,7 +52,7 @@ def running_engine(models: Sequence[ServedModel] | Callable[[], Sequence[ServedM
                    **settings) -> Iterator[Engine]:
     """An engine serving `models` (or what a loader returns), ready unless `wait` is False."""
     load = models if callable(models) else (lambda: models)
-    engine = Engine(load, EngineSettings(**settings)).start()
+    engine = Engine(load, ServeConfig(**settings)).start()
     if wait:
         assert engine.wait_ready(60), engine.error
     try:

@@ -55,6 +55,7 @@ def test_cache_info_prints_the_formula_and_the_allocated_size(run, capsys):
     (["--num-samples", "0"], "num_samples must be a positive integer"),
     (["--threads", "0"], "threads must be a positive integer"),
     (["--prompt", "Café"], "'C', 'é'"),
+    *([(["--device", "cuda"], "PyTorch sees no CUDA GPU")] if not torch.cuda.is_available() else []),
 ])
 def test_bad_input_is_one_clear_line_on_stderr(run, capsys, args, message):
     path, *_ = run

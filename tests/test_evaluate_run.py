@@ -10,6 +10,7 @@ from rapgpt.data.dataset import DatasetWriter
 from rapgpt.data.tokenizer import CharTokenizer
 from rapgpt.errors import ConfigError, DataError
 from rapgpt.evaluate import run
+from rapgpt.evaluate.config import EvalConfig
 from rapgpt.model import GPT, GPTConfig
 from tests.invented_artists import invented_line, invented_songs
 
@@ -54,8 +55,8 @@ def fake_generations(model, tokenizer, prompts, num_samples, max_new_tokens, see
 def test_evaluate_writes_the_report_with_intrinsic_scores_and_a_cached_index(setup, monkeypatch):
     monkeypatch.setattr(run, "generate_texts", fake_generations)
     monkeypatch.setattr(run, "load_adapted", lambda model, adapter, device: run.load_run(model, device)[:2])
-    out = run.evaluate(setup / "run", setup / "data", setup / "out", adapter=setup / "run", artist="Harbor Saint",
-                       num_samples=2, cache_dir=setup / "cache")  # fmt: skip
+    config = EvalConfig(artist="Harbor Saint", num_samples=2, cache_dir=str(setup / "cache"))
+    out = run.evaluate(setup / "run", setup / "data", setup / "out", adapter=setup / "run", config=config)
     report = json.loads((setup / "out" / "report.json").read_text())
     assert out.read_text().startswith("# Evaluation: Harbor Saint")
     assert set(report["models"]) == {"base", "adapter"} and report["runs"]["adapter"] == str(setup / "run")
@@ -74,9 +75,9 @@ def test_cli_reports_a_missing_dataset_in_one_line(setup, capsys):
 
 def test_bad_options_are_refused_before_any_work(setup):
     with pytest.raises(ConfigError, match="--num-samples"):
-        run.evaluate(setup / "run", setup / "data", setup / "out", num_samples=0)
+        EvalConfig(num_samples=0)
     with pytest.raises(DataError, match="no songs by 'harbor saint'.*Harbor Saint"):
-        run.evaluate(setup / "run", setup / "data", setup / "out", artist="harbor saint")
+        run.evaluate(setup / "run", setup / "data", setup / "out", config=EvalConfig(artist="harbor saint"))
     (setup / "file").write_text("")
     with pytest.raises(ConfigError, match="is a file"):
         run.evaluate(setup / "run", setup / "data", setup / "file")

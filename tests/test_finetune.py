@@ -11,12 +11,12 @@ from rapgpt.checkpoint import load_run
 from rapgpt.data.dataset import DatasetWriter, TokenDataset
 from rapgpt.data.tokenizer import CharTokenizer
 from rapgpt.errors import DataError
-from rapgpt.finetune import finetune
 from rapgpt.lora import load_adapted_run
-from rapgpt.train import pretrain
 from rapgpt.training.batches import eval_windows
 from rapgpt.training.config import FinetuneConfig, PretrainConfig
 from rapgpt.training.evaluate import evaluate
+from rapgpt.training.finetune import finetune
+from rapgpt.training.loop import pretrain
 from rapgpt.training.metrics import read_metrics
 from rapgpt.training.runtime import Runtime
 

@@ -210,3 +210,16 @@ def test_a_context_of_two_tokens_still_slides(tok):
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=2, n_layer=1, n_head=2, n_embd=16)).eval()
     (c,) = generate(model, tok, ["abc"], SamplingParams(temperature=0, max_new_tokens=9))
     assert c.tokens == naive_greedy(model, tok.encode("abc"), 9)
+
+
+def test_the_decoder_keeps_its_tensors_and_random_streams_on_the_models_device_and_dtype(model, tok):
+    model = model.to(torch.bfloat16)
+    decoder = BatchDecoder(model, tok, max_batch=2)
+    decoder.add("ab", SamplingParams(max_new_tokens=5, seed=1, repetition_penalty=1.2, frequency_penalty=0.5))
+    (seq,) = decoder.waiting
+    where = {seq.generator.device, seq.history.seen.device, seq.history.counts.device, decoder.cache[0].k.device}
+    assert where == {model.lm_head.weight.device}
+    assert decoder.cache[0].k.dtype == torch.bfloat16
+    while decoder.has_work:  # and it decodes there
+        events = decoder.step()
+    assert events[-1].completion.finish_reason in ("length", "eot")

@@ -78,3 +78,18 @@ def test_characters_of_bpe_tokens_count_the_decoded_text():
     text = "Café au lait, s'il vous plaît — 🎤"
     ids = np.array(tok.encode(text) + [tok.eot_id] + tok.encode("ok"))
     assert characters(tok, ids) == len(text) + 1 + 2
+
+
+def test_training_evaluations_score_windows_as_rapgpt_eval_does(dataset):
+    from rapgpt.training.evaluate import evaluate
+    from rapgpt.training.runtime import Runtime
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=dataset.tokenizer.vocab_size, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    stream = token_stream(dataset, "val")[: 3 * 8 + 1]  # three whole windows
+    windows = torch.stack([torch.from_numpy(stream[s : s + 9].astype(np.int64)) for s in (0, 8, 16)])
+    cpu = Runtime(torch.device("cpu"), "fp32")
+    trained = evaluate(model.eval(), {"val": (windows[:, :-1], windows[:, 1:])}, 2, cpu)
+    scored = intrinsic(model, dataset.tokenizer, stream, max_tokens=None)
+    assert trained["val_loss"] == pytest.approx(scored.loss, rel=1e-12)
+    assert trained["val_acc"] == scored.accuracy and scored.tokens == 24

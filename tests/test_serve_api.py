@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from dataclasses import asdict
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,8 +15,9 @@ from serve_support import TOKENIZER, reference, running_engine, tiny_model
 
 from rapgpt.generate import SamplingParams
 from rapgpt.serve.api import ServeSettings, create_app
+from rapgpt.serve.config import RequestLimits
 from rapgpt.serve.engine import QueueFull, ServedModel
-from rapgpt.serve.schemas import MAX_PROMPT_CHARS
+from rapgpt.serve.schemas import MAX_PROMPT_CHARS, GenerateRequest
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +146,19 @@ def test_generate_refuses_each_invalid_field_with_a_422_naming_it(client, field,
     assert body["detail"][0]["loc"][:2] == ["body", field]
 
 
+def test_limits_are_published_and_are_the_bounds_the_api_enforces(client):
+    limits = client.get("/api/limits").json()
+    assert limits == asdict(RequestLimits())
+    at_limit = {"prompt": "a" * limits["prompt_chars"], "max_new_tokens": limits["max_new_tokens"],
+                "temperature": limits["max_temperature"], "stop": ["x"] * limits["stop_strings"]}
+    GenerateRequest.model_validate(at_limit)  # accepted
+    beyond_limit = {"prompt": at_limit["prompt"] + "a", "max_new_tokens": limits["max_new_tokens"] + 1,
+                    "temperature": limits["max_temperature"] + 0.01, "stop": [*at_limit["stop"], "x"]}
+    for field, beyond in beyond_limit.items():
+        r = client.post("/api/generate", json={**at_limit, field: beyond})
+        assert r.status_code == 422 and r.json()["error"]["param"] == field
+
+
 def test_a_prompt_the_model_cannot_read_is_a_422_naming_the_characters(client):
     r = client.post("/api/generate", json={"prompt": "Hey ñ"})
     assert r.status_code == 422
@@ -247,6 +262,7 @@ def test_the_time_limit_ends_a_generation_with_its_text_so_far(models):
 def test_an_api_key_guards_the_api_but_not_health_or_the_front_end(engine):
     with TestClient(create_app(engine, ServeSettings(api_key="s3cret"))) as client:
         assert client.get("/health").status_code == 200
+        assert client.get("/api/limits").status_code == 200  # the studio reads them before it asks for the key
         assert client.get("/").status_code == 200
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
             for method, path in (("GET", "/v1/models"), ("POST", "/api/generate"), ("POST", "/v1/completions"),

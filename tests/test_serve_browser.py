@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -13,6 +14,7 @@ import pytest
 from serve_support import TOKENIZER, live_server, running_engine, tiny_model
 
 from rapgpt.serve.api import ServeSettings, create_app
+from rapgpt.serve.config import LIMITS
 from rapgpt.serve.engine import ServedModel
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -153,6 +155,24 @@ def test_the_page_fits_a_phone_screen(server, browser, tmp_path):
     page.get_by_role("button", name="Stop").tap()
     sync_api.expect(page.get_by_role("button", name="Generate")).to_be_enabled(timeout=10_000)
     page.screenshot(path=str(tmp_path / "phone-lyrics.png"))
+    page.close()
+
+
+def test_the_studio_takes_its_limits_from_the_server(server, browser):
+    _, url = server
+    page = browser.new_page()
+    page.goto(url)
+    expect = sync_api.expect
+    expect(page.get_by_label("Prompt")).to_have_attribute("maxlength", str(LIMITS.prompt_chars), timeout=30_000)
+    expect(page.get_by_role("slider", name="Length")).to_have_attribute("max", str(LIMITS.max_new_tokens))
+    page.close()
+    # Other limits from the server, other bounds in the studio: it keeps no copy of its own.
+    page = browser.new_page()
+    page.route("**/api/limits", lambda route: route.fulfill(json={**asdict(LIMITS), "prompt_chars": 123,
+                                                                  "max_new_tokens": 640}))
+    page.goto(url)
+    expect(page.get_by_label("Prompt")).to_have_attribute("maxlength", "123", timeout=30_000)
+    expect(page.get_by_role("slider", name="Length")).to_have_attribute("max", "640")
     page.close()
 
 

@@ -11,7 +11,8 @@ from serve_support import TOKENIZER, collect, reference, running_engine, tiny_mo
 
 from rapgpt.errors import ConfigError, TokenizerError
 from rapgpt.generate import SamplingParams
-from rapgpt.serve.engine import Chunk, EngineSettings, Finished, QueueFull, QueueTimeout, ServedModel, Sink, Unavailable
+from rapgpt.serve.config import ServeConfig
+from rapgpt.serve.engine import Chunk, Finished, QueueFull, QueueTimeout, ServedModel, Sink, Unavailable
 
 
 @pytest.fixture(scope="module")
@@ -205,11 +206,11 @@ def test_a_decoding_failure_fails_its_requests_and_the_engine_keeps_serving(base
 
 def test_settings_out_of_range_are_refused():
     with pytest.raises(ConfigError, match="max_batch"):
-        EngineSettings(max_batch=0)
+        ServeConfig(max_batch=0)
     with pytest.raises(ConfigError, match="max_queue"):
-        EngineSettings(max_queue=0)
+        ServeConfig(max_queue=0)
     with pytest.raises(ConfigError, match="time limit"):
-        EngineSettings(time_limit=0)
+        ServeConfig(time_limit=0)
 
 
 def test_a_sink_joins_the_waiting_pieces_of_each_request_in_order():

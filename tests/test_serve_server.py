@@ -19,6 +19,7 @@ from serve_support import make_run, tiny_model
 from rapgpt.checkpoint import load_run
 from rapgpt.cli import main
 from rapgpt.errors import ConfigError
+from rapgpt.generate.params import InferenceConfig
 from rapgpt.lora import LoRAConfig, apply_lora, load_adapted_run, lora_layers, save_adapter
 from rapgpt.serve.server import base_name, load_models, parse_adapters
 
@@ -143,7 +144,7 @@ def test_rapgpt_serve_stops_with_the_reason_when_the_model_cannot_load(runs, tmp
 @pytest.mark.parametrize(("precision", "quantize"), [("bf16", None), ("fp32", "int8")])
 def test_adapters_are_served_at_the_chosen_precision(runs, precision, quantize):
     base_run, adapter_dir = runs
-    _, verses = load_models(base_run, {"verses": adapter_dir}, precision, quantize)
+    _, verses = load_models(base_run, {"verses": adapter_dir}, InferenceConfig(precision=precision, quantize=quantize))
     adapted, _, _ = load_adapted_run(base_run, adapter_dir, merge=False)
     idx = torch.randint(1, verses.tokenizer.vocab_size, (2, 30), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():

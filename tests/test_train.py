@@ -15,11 +15,12 @@ from rapgpt.checkpoint import load_run
 from rapgpt.data.dataset import DatasetWriter, TokenDataset
 from rapgpt.data.tokenizer import CharTokenizer
 from rapgpt.errors import CheckpointError, ConfigError
+from rapgpt.generate import SamplingParams, generate
 from rapgpt.model import GPT, GPTConfig
-from rapgpt.train import compile_blocks, fit, pretrain, resolve_run_config, train_step
 from rapgpt.training.batches import eval_windows
 from rapgpt.training.config import PretrainConfig, TrainConfig
 from rapgpt.training.evaluate import evaluate
+from rapgpt.training.loop import compile_blocks, fit, pretrain, resolve_run_config, train_step
 from rapgpt.training.metrics import read_metrics
 from rapgpt.training.runtime import Runtime
 
@@ -191,6 +192,13 @@ def test_cli_run_directory_holds_the_model_config_metrics_curves_and_state(tiny_
     assert [("sample" in r) for r in records] == [True, False, True, False]
     assert records[-1]["val_loss"] < records[0]["val_loss"]
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_samples_during_training_are_what_the_decoder_writes_with_the_run_seed(tiny_dataset, tmp_path):
+    last = run(tiny_dataset, tmp_path / "run", max_steps=4, eval_interval=4, sample_every=1, sample_tokens=12)
+    model, tokenizer, _ = load_run(tmp_path / "run")  # the weights the last sample was written with
+    (expected,) = generate(model, tokenizer, [""], SamplingParams(max_new_tokens=12, seed=PretrainConfig().seed))
+    assert last["sample"] == expected.text
 
 
 def write_two_pattern_dataset(path: Path) -> Path:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
+
+from rapgpt.options import setting
 
 # --- Genius page noise -------------------------------------------------------------------------------------------
 # "123 ContributorsTranslationsEspañolDeutsch<Title> Lyrics" opens a lyricsgenius page; lyrics may follow on the
@@ -151,7 +153,7 @@ def squeeze_blank_lines(text: str) -> str:
 
 
 def _option(help: str) -> bool:
-    return field(default=True, metadata={"help": help})
+    return setting(True, help)
 
 
 @dataclass(frozen=True)
@@ -167,13 +169,14 @@ class CleanOptions:
     blank_lines: bool = _option("squeeze repeated blank lines into one")
     dedupe: bool = _option("drop songs whose normalised text repeats an earlier song's")
     near_dedupe: bool = _option("drop near-duplicate songs (word 5-gram MinHash Jaccard >= near_threshold)")
-    near_threshold: float = 0.6
-    min_words: int = 30
+    near_threshold: float = setting(
+        0.6, "word 5-gram Jaccard similarity from which a song is a near duplicate", metavar="J")
+    min_words: int = setting(30, "drop shorter songs")
 
     @classmethod
     def switches(cls) -> dict[str, str]:
         """The on/off steps and their help texts, for the command line's `--no-<step>` flags."""
-        return {f.name: f.metadata["help"] for f in fields(cls) if "help" in f.metadata}
+        return {f.name: f.metadata["help"] for f in fields(cls) if f.type in (bool, "bool")}
 
 
 # The text steps in the order they run, after the genius noise (its header rule reads the raw page). Each step may

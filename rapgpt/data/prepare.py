@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 import rapgpt.data
 from rapgpt.data.clean import CleanOptions, clean_lyrics, count_words
+from rapgpt.data.config import TOKENIZERS, PrepareConfig
 from rapgpt.data.dataset import DatasetWriter, TokenDataset, check_output_dir, token_dtype
 from rapgpt.data.dedupe import Deduplicator, Fingerprint, fingerprint
 from rapgpt.data.readers import Fields, Song, read_sources
@@ -41,7 +42,6 @@ from rapgpt.data.tokenizer import CharTokenizer, GPT2Tokenizer, Tokenizer, token
 from rapgpt.data.workers import Workers, batches
 from rapgpt.errors import ConfigError, DataError
 
-TOKENIZERS = ("char", "gpt2")
 BATCH_SONGS = 64
 
 
@@ -50,13 +50,13 @@ def prepare(
     out: str | Path = "data/sample",
     tokenizer: str | None = None,
     *,
-    format: str = "auto",
+    format: str = PrepareConfig.format,
     text_field: str | None = None,
     artist_field: str | None = None,
     title_field: str | None = None,
     separator: str | None = None,
-    val_fraction: float = 0.1,
-    seed: int = 1337,
+    val_fraction: float = PrepareConfig.val_fraction,
+    seed: int = PrepareConfig.seed,
     artists: Sequence[str] = (),
     exclude_artists: Sequence[str] = (),
     vocab_from: str | Path | None = None,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
@@ -60,6 +61,17 @@ def window_starts(n_tokens: int, block_size: int, max_tokens: int | None) -> lis
     return sorted({int(s) for s in np.linspace(0, last, count)})
 
 
+def window_scores(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """[summed cross-entropy in nats, correctly predicted tokens, predicted tokens] of windows (B, T) of `inputs`
+    and their next tokens `targets`, as float64 on the model's device (read nothing back, so nothing waits). The
+    one scoring of both the training loop's evaluations and `rapgpt eval`'s intrinsic scores."""
+    logits = model(inputs)[0].float()
+    loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="sum")
+    correct = (logits.argmax(-1) == targets).sum()
+    return torch.stack([loss.double(), correct.double(), torch.tensor(targets.numel(), dtype=torch.float64,
+                                                                      device=targets.device)])
+
+
 @torch.inference_mode()
 def intrinsic(
     model: GPT,
@@ -77,22 +89,19 @@ def intrinsic(
         raise DataError("the evaluation text has fewer than two tokens: nothing to predict")
     device = next(model.parameters()).device
     windows = [torch.from_numpy(np.asarray(stream[s : s + T + 1], dtype=np.int64)) for s in starts]
-    total_loss, correct, count, chars = 0.0, 0, 0, 0
+    totals, chars = torch.zeros(3, dtype=torch.float64, device=device), 0
     by_length: dict[int, list[torch.Tensor]] = {}
     for w in windows:  # the last window may be shorter: batch windows of equal length together
         by_length.setdefault(len(w), []).append(w)
     batches = [group[i : i + batch_size] for group in by_length.values() for i in range(0, len(group), batch_size)]
     for batch in tqdm(batches, desc="intrinsic", disable=not progress):
-        x = torch.stack(batch).to(device)
-        logits, _ = model(x[:, :-1])
-        targets = x[:, 1:]
-        total_loss += F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="sum").item()
-        correct += int((logits.argmax(-1) == targets).sum())
-        count += targets.numel()
-        chars += sum(characters(tokenizer, t.numpy()) for t in targets.cpu())
+        x = torch.stack(batch)
+        totals += window_scores(model, x[:, :-1].to(device), x[:, 1:].to(device))
+        chars += sum(characters(tokenizer, t.numpy()) for t in x[:, 1:])
+    total_loss, correct, count = totals.tolist()
     loss = total_loss / count
     return Intrinsic(
-        tokens=count,
+        tokens=int(count),
         characters=chars,
         loss=loss,
         perplexity=math.exp(loss),

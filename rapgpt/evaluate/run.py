@@ -14,10 +14,13 @@ from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 
+import torch
+
 from rapgpt.checkpoint import load_run
 from rapgpt.data.dataset import TokenDataset
 from rapgpt.data.tokenizer import CharTokenizer, Tokenizer
 from rapgpt.errors import ConfigError
+from rapgpt.evaluate.config import EvalConfig
 from rapgpt.evaluate.embed import Embedder
 from rapgpt.evaluate.intrinsic import intrinsic, token_stream
 from rapgpt.evaluate.originality import NgramIndex
@@ -25,6 +28,7 @@ from rapgpt.evaluate.references import dataset_songs, require_artist
 from rapgpt.evaluate.report import write_report
 from rapgpt.evaluate.scoring import score_generations
 from rapgpt.model import GPT
+from rapgpt.training.runtime import pick_device
 
 
 def read_prompts(path: str | Path | None = None) -> list[str]:
@@ -82,7 +86,7 @@ def generate_texts(
     return [[completions[i * len(prompts) + k].text for i in range(num_samples)] for k in range(len(prompts))]
 
 
-def load_adapted(model_run: str | Path, adapter_run: str | Path, device: str) -> tuple[GPT, Tokenizer]:
+def load_adapted(model_run: str | Path, adapter_run: str | Path, device: torch.device) -> tuple[GPT, Tokenizer]:
     from rapgpt.lora import load_adapted_run
 
     model, tokenizer, _ = load_adapted_run(model_run, adapter_run, merge=True, device=device)
@@ -106,29 +110,18 @@ def evaluate(
     data: str | Path,
     out: str | Path,
     adapter: str | Path | None = None,
-    artist: str | None = None,
-    prompts: str | Path | None = None,
-    embedder: str | Path | None = None,
-    num_samples: int = 5,
-    max_new_tokens: int = 256,
-    chunk_lines: int = 8,
-    reference_chunks: int = 600,
-    intrinsic_tokens: int = 16384,  # 0 skips the intrinsic scores
-    seed: int = 0,
-    cache_dir: str | Path | None = None,
-    device: str = "cpu",
+    config: EvalConfig | None = None,
 ) -> Path:
     """Evaluate a model run (and an adapter on it) against a prepared dataset; write the report into `out`."""
-    if min(num_samples, max_new_tokens, chunk_lines) < 1 or reference_chunks < 8 or intrinsic_tokens < 0:
-        raise ConfigError(
-            "--num-samples, --max-new-tokens and --chunk-lines must be positive, --reference-chunks at least 8 and "
-            "--intrinsic-tokens not negative"
-        )
+    config = config or EvalConfig()
+    artist, num_samples, seed = config.artist, config.num_samples, config.seed
+    device = pick_device(config.device)
+    intrinsic_tokens = config.intrinsic_tokens  # 0 skips the intrinsic scores
     if Path(out).exists() and not Path(out).is_dir():
         raise ConfigError(f"--out {out} is a file: give a directory for the report")
     dataset = TokenDataset(data)
-    prompt_list = read_prompts(prompts)
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    prompt_list = read_prompts(config.prompts)
+    cache = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
     artists = Counter(s.artist for s in dataset.songs())
     if artist is None:
         artist = artists.most_common(1)[0][0]
@@ -148,18 +141,18 @@ def evaluate(
         elif intrinsic_tokens:
             scores[name] = intrinsic_scores(net, dataset, artist, intrinsic_tokens)
         print(f"generating {num_samples} x {len(prompt_list)} samples with {name}", file=sys.stderr)
-        generations[name] = generate_texts(net, tokenizer, prompt_list, num_samples, max_new_tokens, seed)
+        generations[name] = generate_texts(net, tokenizer, prompt_list, num_samples, config.max_new_tokens, seed)
 
     report = score_generations(
         prompt_list,
         generations,
         dataset_songs(dataset),
         artist,
-        Embedder(embedder, cache_dir=cache, progress=True),
+        Embedder(config.embedder, cache_dir=cache, progress=True),
         training_index(dataset, cache),
-        chunk_lines=chunk_lines,
-        max_train_chunks=reference_chunks,
-        max_heldout_chunks=reference_chunks // 4,
+        chunk_lines=config.chunk_lines,
+        max_train_chunks=config.reference_chunks,
+        max_heldout_chunks=config.reference_chunks // 4,
         seed=seed,
     )
     report["runs"] = {**runs, "data": str(data)}

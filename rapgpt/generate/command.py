@@ -17,10 +17,9 @@ from typing import TextIO
 import torch
 
 from rapgpt.data.tokenizer import EOT_TEXT
-from rapgpt.errors import ConfigError
 from rapgpt.generate.decoder import BatchDecoder, Completion, nth_sample_params
 from rapgpt.generate.inference import cache_nbytes, format_bytes, load_for_inference
-from rapgpt.generate.params import SamplingParams
+from rapgpt.generate.params import GenerateConfig, SamplingParams
 
 # Samples beyond this many wait for a free slot rather than growing the cache.
 MAX_BATCH = 16
@@ -30,30 +29,25 @@ def generate_command(
     model: Path,
     prompt: str = "",
     params: SamplingParams | None = None,
-    num_samples: int = 1,
-    precision: str = "fp32",
-    quantize: str | None = None,
-    cache_info: bool = False,
+    config: GenerateConfig | None = None,
     adapter: Path | None = None,
-    threads: int | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> list[Completion]:
-    """Generate `num_samples` continuations of `prompt` with the run in `model` (and a LoRA `adapter` trained on
-    it); sample i uses seed + i. The lyrics go to `out`, diagnostics to `err` (stdout and stderr by default)."""
-    params = params or SamplingParams()
+    """Generate `config.num_samples` continuations of `prompt` with the run in `model` (and a LoRA `adapter`
+    trained on it); sample i uses seed + i. The lyrics go to `out`, diagnostics to `err` (stdout and stderr by
+    default)."""
+    params, config = params or SamplingParams(), config or GenerateConfig()
+    num_samples = config.num_samples
     out, err = out or sys.stdout, err or sys.stderr
-    if num_samples < 1:
-        raise ConfigError(f"num_samples must be a positive integer, got {num_samples}")
-    if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"threads must be a positive integer, got {threads}")
-        torch.set_num_threads(threads)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     with _diagnostics_to(err):
-        gpt, tokenizer = load_for_inference(model, precision, quantize, adapter=adapter)
+        gpt, tokenizer = load_for_inference(model, config.precision, config.quantize, adapter=adapter,
+                                              device=config.device)
         decoder = BatchDecoder(gpt, tokenizer, max_batch=min(num_samples, MAX_BATCH))
-        if cache_info:
-            print(_cache_report(decoder, precision), file=err)
+        if config.cache_info:
+            print(_cache_report(decoder, config.precision), file=err)
         ids = [decoder.add(prompt, nth_sample_params(params, i)) for i in range(num_samples)]
         start = time.perf_counter()
         completions = _show(decoder, ids, prompt, out)

@@ -61,18 +61,18 @@ class Event:
 
 class _Sequence:
     def __init__(self, seq_id: int, context: list[int], dropped: int, params: SamplingParams, tokenizer: Tokenizer,
-                 vocab_size: int):
+                 device: torch.device):
         self.id = seq_id
         self.params = params
         self.context = context  # every token the model has seen or will see next, start token first
         self.prompt_tokens = len(context)
         self.dropped = dropped
         self.tokens: list[int] = []
-        self.generator = torch.Generator()
+        self.generator = torch.Generator(device=device)
         self.seed = params.seed if params.seed is not None else self.generator.seed()
         self.generator.manual_seed(self.seed)
         # The repetition penalty looks at the prompt's own tokens, not at the start token put before it.
-        self.history = TokenHistory(context if dropped else context[1:], vocab_size, params)
+        self.history = TokenHistory(context if dropped else context[1:], tokenizer.vocab_size, params, device)
         self.text = TextStream(tokenizer, params.stop)
         self.cached = 0  # leading tokens of `context` whose keys and values are in the cache
         self.cancelled = False
@@ -86,7 +86,8 @@ class BatchDecoder:
     """Generates for up to `max_batch` sequences at once, each with its own SamplingParams and random stream.
 
     `add` and `cancel` only queue work, so a server may call them between steps; `step` admits waiting sequences
-    into free slots, advances every running sequence by one token and reports what happened.
+    into free slots, advances every running sequence by one token and reports what happened. The cache, the
+    inputs, the penalties' history and the random streams live on the model's device; the cache in its dtype.
     """
 
     def __init__(self, model: GPT, tokenizer: Tokenizer, max_batch: int = 8):
@@ -94,6 +95,7 @@ class BatchDecoder:
         self.tokenizer = tokenizer
         self.max_batch = max_batch
         self.cache: list[KVCache] = model.new_cache(max_batch)
+        self.device = self.cache[0].k.device
         self.running: list[_Sequence] = []  # running[i] occupies cache slot i
         self.waiting: deque[_Sequence] = deque()
         self._ids = itertools.count()
@@ -116,7 +118,7 @@ class BatchDecoder:
             log.warning("notice: the prompt is %d tokens, longer than the model's context of %d; generating from "
                         "its last %d tokens", len(ids) - 1, limit, limit)
         with self._lock:
-            seq = _Sequence(next(self._ids), ids[dropped:], dropped, params, self.tokenizer, self.tokenizer.vocab_size)
+            seq = _Sequence(next(self._ids), ids[dropped:], dropped, params, self.tokenizer, self.device)
             self.waiting.append(seq)
         return seq.id
 
@@ -162,8 +164,8 @@ class BatchDecoder:
         for i, seq in enumerate(self.running):
             if seq.cached == self.context_length:
                 self._slide(i, seq)
-        idx = torch.tensor([[seq.context[-1]] for seq in self.running])
-        pos = torch.tensor([[seq.cached] for seq in self.running])
+        idx = torch.tensor([[seq.context[-1]] for seq in self.running], device=self.device)
+        pos = torch.tensor([[seq.cached] for seq in self.running], device=self.device)
         n = len(self.running)
         logits, _ = self.model(idx, cache=[c.rows(0, n) for c in self.cache], input_pos=pos, last_only=True)
         for seq in self.running:
@@ -195,9 +197,10 @@ class BatchDecoder:
         return row
 
     def _prefill(self, slot: int, tokens: list[int]) -> torch.Tensor:
-        idx = torch.tensor([tokens])
+        idx = torch.tensor([tokens], device=self.device)
         cache = [c.rows(slot, slot + 1) for c in self.cache]
-        logits, _ = self.model(idx, cache=cache, input_pos=torch.arange(len(tokens))[None], last_only=True)
+        pos = torch.arange(len(tokens), device=self.device)[None]
+        logits, _ = self.model(idx, cache=cache, input_pos=pos, last_only=True)
         return logits[0, -1]
 
     def _advance(self, seq: _Sequence, logits: torch.Tensor) -> Event:

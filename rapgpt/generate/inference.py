@@ -13,51 +13,45 @@ from rapgpt.checkpoint import WEIGHTS, load_run
 from rapgpt.data.tokenizer import Tokenizer
 from rapgpt.errors import ConfigError
 from rapgpt.generate.linear import INT8_BLOCK, Int8Embedding, Int8Linear, PackedLinear, can_pack
+from rapgpt.generate.params import InferenceConfig, check_quantize
 from rapgpt.model import GPT, GPTConfig
+from rapgpt.precision import Precision
+from rapgpt.training.runtime import pick_device
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-QUANTIZATIONS = ("int8",)
 
 
 def load_for_inference(
     run_dir: str | Path,
-    precision: str = "fp32",
-    quantize: str | None = None,
+    precision: str = InferenceConfig.precision,
+    quantize: str | None = InferenceConfig.quantize,
     weights: str = WEIGHTS,
     adapter: str | Path | None = None,
+    device: str = InferenceConfig.device,
 ) -> tuple[GPT, Tokenizer]:
-    """A run's model ready to generate on CPU (eval mode, inference-only layers), and its tokenizer; with
-    `adapter`, a LoRA adapter trained on the run is merged into the weights first."""
-    dtype = precision_dtype(precision)
+    """A run's model ready to generate on `device` (eval mode; on the CPU, inference-only layers), and its
+    tokenizer; with `adapter`, a LoRA adapter trained on the run is merged into the weights first."""
+    dtype = Precision.parse(precision).dtype  # inference casts the weights themselves
     check_quantize(quantize)
+    where = pick_device(device)
+    if quantize is not None and where.type != "cpu":
+        raise ConfigError(f"--quantize {quantize} runs on the CPU only: drop it, or use --device cpu")
     if adapter is None:
-        model, tokenizer, _ = load_run(run_dir, "cpu", weights=weights)
+        model, tokenizer, _ = load_run(run_dir, where, weights=weights)
     else:
         from rapgpt.lora import load_adapted_run
 
-        model, tokenizer, _ = load_adapted_run(run_dir, adapter, merge=True)
+        model, tokenizer, _ = load_adapted_run(run_dir, adapter, merge=True, device=where)
     # The weights are final from here on: packed and quantized layers cannot be trained or merged into.
     model = prepare_for_inference(model, dtype, quantize)
     log.info("%s", memory_report(model, precision, quantize))
     return model, tokenizer
 
 
-def precision_dtype(precision: str) -> torch.dtype:
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    return PRECISIONS[precision]
-
-
-def check_quantize(quantize: str | None) -> None:
-    if quantize is not None and quantize not in QUANTIZATIONS:
-        raise ConfigError(f"unknown quantization {quantize!r}: choose {' or '.join(QUANTIZATIONS)}, or none")
-
-
 def prepare_for_inference(model: GPT, dtype: torch.dtype, quantize: str | None = None) -> GPT:
-    """Convert `model` in place to `dtype` with CPU-fast Linear layers; with quantize="int8", every Linear and the
-    tied embedding/output matrix hold int8 weights with per-channel scales."""
+    """Convert `model` in place to `dtype`, on the CPU with CPU-fast Linear layers; with quantize="int8" (CPU
+    only), every Linear and the tied embedding/output matrix hold int8 weights with per-channel scales."""
     model.eval()
     if quantize == "int8":  # quantized from the float32 weights, before the cast rounds them
         int8 = {n: Int8Linear.from_linear(m, dtype) for n, m in _linears(model) if m.in_features % INT8_BLOCK == 0}
@@ -67,7 +61,7 @@ def prepare_for_inference(model: GPT, dtype: torch.dtype, quantize: str | None =
             model.transformer.wte = Int8Embedding(model.lm_head, dtype)
     else:
         model.to(dtype)
-        if can_pack(dtype):
+        if can_pack(dtype) and model.lm_head.weight.device.type == "cpu":
             _swap(model, lambda name, m: PackedLinear(m))
     return model
 

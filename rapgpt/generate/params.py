@@ -1,4 +1,5 @@
-"""The settings of one generation request, validated on creation.
+"""The settings of generation, validated on creation: of one request (`SamplingParams`), of the model that runs
+the requests (`InferenceConfig`) and of `rapgpt generate` (`GenerateConfig`).
 
 Kept free of torch so that the command line can show the defaults without loading it.
 """
@@ -6,9 +7,19 @@ Kept free of torch so that the command line can show the defaults without loadin
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from rapgpt.errors import ConfigError
+from rapgpt.options import setting
+from rapgpt.precision import INFERENCE_CHOICES, Precision
+
+QUANTIZATIONS = ("int8",)
+
+
+def unescape(text: str) -> str:
+    r"""Read \n, \t and \\ typed on a command line as a line break, a tab and a backslash."""
+    return re.sub(r"\\([nt\\])", lambda m: {"n": "\n", "t": "\t", "\\": "\\"}[m.group(1)], text)
 
 
 @dataclass(frozen=True)
@@ -16,16 +27,23 @@ class SamplingParams:
     """How to sample a continuation. The defaults suit lyrics: varied, yet without the incoherent tail of the
     distribution."""
 
-    max_new_tokens: int = 256  # token budget for the continuation
-    temperature: float = 0.8  # 0 = greedy (always the most likely token)
-    top_k: int | None = None  # keep only the k most likely tokens
-    top_p: float | None = 0.95  # keep the smallest set of most likely tokens holding this probability
-    min_p: float | None = None  # keep tokens at least this fraction as likely as the most likely one
-    repetition_penalty: float = 1.0  # > 1 discourages any token already in the prompt or the continuation
-    frequency_penalty: float = 0.0  # subtracted from a logit once per earlier occurrence in the continuation
-    presence_penalty: float = 0.0  # subtracted from a logit once if the token occurs in the continuation
-    stop: tuple[str, ...] = ()  # the continuation ends before the first of these strings
-    seed: int | None = None  # makes the draws reproducible
+    max_new_tokens: int = setting(256, "token budget of the continuation")
+    temperature: float = setting(0.8, "randomness: 0 always takes the most likely token, higher is wilder",
+                                 metavar="T")
+    top_k: int | None = setting(None, "sample among the K most likely tokens", metavar="K")
+    top_p: float | None = setting(0.95, "sample among the most likely tokens holding probability P, in (0, 1]",
+                                  metavar="P")
+    min_p: float | None = setting(None, "drop tokens less than P times as likely as the most likely one", metavar="P")
+    repetition_penalty: float = setting(1.0, "> 1 discourages tokens already in the prompt or the continuation")
+    frequency_penalty: float = setting(
+        0.0, "in [-2, 2]: lowers a token's logit by X per earlier use in the continuation")
+    presence_penalty: float = setting(
+        0.0, "in [-2, 2]: lowers a token's logit by X once it was used in the continuation")
+    stop: tuple[str, ...] = setting(
+        (), "end the continuation before the first of these strings (\\n is a line break)", metavar="S",
+        parse=unescape)
+    seed: int | None = setting(
+        None, "make the output reproducible (sample i uses S + i); random when omitted", metavar="S")
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -53,6 +71,47 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
+
+
+def check_quantize(quantize: str | None) -> None:
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ConfigError(f"unknown quantization {quantize!r}: choose {' or '.join(QUANTIZATIONS)}, or none")
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How a model runs for generation: the precision its weights are cast to, their quantization, the threads."""
+
+    precision: str = setting(
+        "fp32", "precision of the weights and activations (bf16 halves memory and is faster on most CPUs)",
+        choices=INFERENCE_CHOICES)
+    quantize: str | None = setting(
+        None, "int8 weights with per-channel scales (a quarter of fp32's memory, activations in --precision)",
+        choices=QUANTIZATIONS)
+    threads: int | None = setting(
+        None, "CPU threads for the model (default: generate: all cores; serve: all but one, left to stream the "
+              "tokens out); on a machine busy with other work, 1 is often faster")
+    device: str = setting("cpu", "where the model runs: cpu, cuda, cuda:N, mps, or auto (CUDA, then MPS, then the "
+                                 "CPU)")
+
+    def __post_init__(self) -> None:
+        Precision.parse(self.precision)
+        check_quantize(self.quantize)
+        _check(self.threads is None or (_is_int(self.threads) and self.threads >= 1), "threads", self.threads,
+               "a positive integer")
+
+
+@dataclass(frozen=True)
+class GenerateConfig(InferenceConfig):
+    """`rapgpt generate`: how many continuations, and what it reports beside them."""
+
+    num_samples: int = setting(1, "how many continuations to write")
+    cache_info: bool = setting(False, "print the KV cache's size and its formula to stderr")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(_is_int(self.num_samples) and self.num_samples >= 1, "num_samples", self.num_samples,
+               "a positive integer")
 
 
 def _is_int(value: object) -> bool:

@@ -2,7 +2,7 @@
 
 Everything here works on the logits of one sequence (a vector over the vocabulary), so that sequences sharing a
 batch keep their own settings and their own random stream: a seeded request samples the same tokens whatever else
-is in the batch.
+is in the batch. The history and the random stream live on the logits' device.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ class TokenHistory:
     """What the penalties need to know about the tokens so far, kept as vocabulary-sized vectors and only when a
     penalty is in use."""
 
-    def __init__(self, prompt: list[int], vocab_size: int, params: SamplingParams):
+    def __init__(self, prompt: list[int], vocab_size: int, params: SamplingParams, device: torch.device | str = "cpu"):
         self.seen = None  # prompt and continuation, for the repetition penalty
         self.counts = None  # occurrences in the continuation, for the frequency and presence penalties
         if params.repetition_penalty != 1:
-            self.seen = torch.zeros(vocab_size, dtype=torch.bool)
-            self.seen[torch.tensor(prompt, dtype=torch.long)] = True
+            self.seen = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+            self.seen[torch.tensor(prompt, dtype=torch.long, device=device)] = True
         if params.frequency_penalty or params.presence_penalty:
-            self.counts = torch.zeros(vocab_size)
+            self.counts = torch.zeros(vocab_size, device=device)
 
     def add(self, token: int) -> None:
         if self.seen is not None:

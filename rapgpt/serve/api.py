@@ -16,7 +16,7 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rapgpt import __version__
 from rapgpt.errors import ConfigError, TokenizerError
 from rapgpt.generate import SamplingParams
+from rapgpt.serve.config import LIMITS, ServeConfig
 from rapgpt.serve.docs import DOCS_PATH, SWAGGER_DIR, add_docs
 from rapgpt.serve.engine import Chunk, Engine, Failed, Finished, Result, Sink, Ticket, Unavailable
 from rapgpt.serve.metrics import CONTENT_TYPE, Metrics
@@ -69,8 +70,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class ServeSettings:
-    api_key: str | None = None  # when set, /api, /v1 and /metrics require "Authorization: Bearer <key>"
-    cors_origins: tuple[str, ...] = ()  # origins allowed to call the API from a browser ("*" for any)
+    api_key: str | None = ServeConfig.api_key  # when set, /api, /v1 and /metrics require "Bearer <key>"
+    cors_origins: tuple[str, ...] = ServeConfig.cors_origins  # origins allowed to call the API from a browser
     static_dir: Path | None = STATIC_DIR  # the built front end; None serves no front end
     disconnect_poll: float = 0.5  # seconds between checks that a client awaiting a whole answer is still there
 
@@ -177,6 +178,12 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
     async def prometheus_metrics() -> Response:
         """Requests, errors, latency and time-to-first-token histograms, tokens generated, queue depth."""
         return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    @app.get("/api/limits", tags=["rapgpt"])
+    async def limits() -> dict[str, int | float]:
+        """The bounds of a request's fields (prompt length, token budget, sampling settings), which the studio's
+        controls follow."""
+        return asdict(LIMITS)
 
     @app.get("/v1/models", response_model=ModelList, dependencies=protected, responses=ERROR_RESPONSES,
              tags=["openai"])

@@ -27,6 +27,7 @@ from rapgpt.data.tokenizer import Tokenizer
 from rapgpt.errors import ConfigError, RapgptError
 from rapgpt.generate import BatchDecoder, Completion, SamplingParams
 from rapgpt.model import GPT
+from rapgpt.serve.config import ServeConfig
 from rapgpt.serve.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -44,21 +45,6 @@ class ServedModel:
     @property
     def context_length(self) -> int:
         return self.model.config.block_size
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    max_batch: int = 32  # requests decoded together per model; each slot holds a KV cache for the whole context
-    max_queue: int = 64  # requests waiting for a slot before new ones are refused with 429
-    time_limit: float = 120.0  # seconds from submission after which a request is stopped
-
-    def __post_init__(self) -> None:
-        if self.max_batch < 1:
-            raise ConfigError(f"max_batch must be at least 1, got {self.max_batch}")
-        if self.max_queue < 1:  # every request passes through the queue, if only until the next token boundary
-            raise ConfigError(f"max_queue must be at least 1, got {self.max_queue}")
-        if not self.time_limit > 0:
-            raise ConfigError(f"the time limit must be a positive number of seconds, got {self.time_limit}")
 
 
 class Unavailable(RapgptError):
@@ -169,9 +155,9 @@ class Ticket:
 class Engine:
     """Loads the models in its thread (so a server can answer /health meanwhile), then serves requests."""
 
-    def __init__(self, load: Callable[[], Sequence[ServedModel]], settings: EngineSettings | None = None,
+    def __init__(self, load: Callable[[], Sequence[ServedModel]], settings: ServeConfig | None = None,
                  metrics: Metrics | None = None, on_failure: Callable[[BaseException], None] | None = None):
-        self.settings = settings or EngineSettings()
+        self.settings = settings or ServeConfig()
         self.metrics = metrics or Metrics()
         self.state = "loading"  # then "ready", or "failed" (see `error`); "stopped" after `stop`
         self.error: BaseException | None = None

@@ -13,19 +13,20 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from rapgpt.generate import SamplingParams
+from rapgpt.serve.config import LIMITS
 
-MAX_PROMPT_CHARS = 8000
-MAX_NEW_TOKENS = 2048
-MAX_STOP_STRINGS = 4
-MAX_STOP_CHARS = 64
-MAX_TOP_K = 100_000
-MAX_CHOICES = 8  # completions per /v1/completions request: prompts x n
+MAX_PROMPT_CHARS = LIMITS.prompt_chars
+MAX_NEW_TOKENS = LIMITS.max_new_tokens
+MAX_STOP_STRINGS = LIMITS.stop_strings
+MAX_STOP_CHARS = LIMITS.stop_chars
+MAX_TOP_K = LIMITS.top_k
+MAX_CHOICES = LIMITS.choices
 MAX_SEED = 2**63 - 1
 MAX_NAME_CHARS = 128
-# Below these, sampling's float32 arithmetic overflows (logits / temperature) or underflows (the top-p mass):
-# 0.01 is already as good as greedy, and top_p = 0.001 as good as keeping the one most likely token.
-MIN_TEMPERATURE = 0.01
-MIN_TOP_P = 0.001
+MIN_TEMPERATURE = LIMITS.min_temperature
+MIN_TOP_P = LIMITS.min_top_p
+PENALTY = LIMITS.max_penalty
+REPETITION = (LIMITS.min_repetition_penalty, LIMITS.max_repetition_penalty)
 DEFAULTS = SamplingParams()
 
 
@@ -48,9 +49,10 @@ Prompt = Annotated[Text, StringConstraints(max_length=MAX_PROMPT_CHARS)]
 StopString = Annotated[Text, StringConstraints(min_length=1, max_length=MAX_STOP_CHARS)]
 Name = Annotated[Text, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED, description="makes the sampling reproducible")]
-Penalty = Annotated[float, Field(ge=-2, le=2)]
-Temperature = Annotated[float, Field(ge=0, le=2, description=f"0 = always the most likely token, else at least "
-                                                              f"{MIN_TEMPERATURE}"), AfterValidator(_temperature)]
+Penalty = Annotated[float, Field(ge=-PENALTY, le=PENALTY)]
+Temperature = Annotated[float, Field(ge=0, le=LIMITS.max_temperature,
+                                     description=f"0 = always the most likely token, else at least {MIN_TEMPERATURE}"),
+                        AfterValidator(_temperature)]
 TopP = Annotated[float, Field(ge=MIN_TOP_P, le=1, description="keep the most likely tokens holding this probability")]
 
 
@@ -72,7 +74,8 @@ class GenerateRequest(BaseModel):
     top_p: TopP | None = DEFAULTS.top_p
     min_p: float | None = Field(DEFAULTS.min_p, ge=0, le=1,
                                 description="keep tokens at least min_p times as likely as the most likely one")
-    repetition_penalty: float = Field(DEFAULTS.repetition_penalty, ge=0.5, le=2, description="1 = off")
+    repetition_penalty: float = Field(DEFAULTS.repetition_penalty, ge=REPETITION[0], le=REPETITION[1],
+                                      description="1 = off")
     frequency_penalty: Penalty = DEFAULTS.frequency_penalty
     presence_penalty: Penalty = DEFAULTS.presence_penalty
     stop: list[StopString] = Field(default_factory=list, max_length=MAX_STOP_STRINGS,
@@ -142,7 +145,7 @@ class CompletionRequest(BaseModel):
     # rapgpt's own sampling settings (OpenAI's clients send them through `extra_body`)
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     min_p: float | None = Field(None, ge=0, le=1)
-    repetition_penalty: float | None = Field(None, ge=0.5, le=2)
+    repetition_penalty: float | None = Field(None, ge=REPETITION[0], le=REPETITION[1])
 
     def prompts(self) -> list[str]:
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)

@@ -7,6 +7,7 @@ its adapter's weights.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -17,7 +18,9 @@ import torch
 
 from rapgpt.checkpoint import read_run_config
 from rapgpt.errors import ConfigError
-from rapgpt.serve.engine import Engine, EngineSettings, ServedModel
+from rapgpt.generate.params import InferenceConfig
+from rapgpt.serve.config import ServeConfig
+from rapgpt.serve.engine import Engine, ServedModel
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +58,18 @@ def base_name(run_dir: str | Path) -> str:
     return name or "base"
 
 
-def load_models(run_dir: str | Path, adapters: dict[str, Path], precision: str = "fp32",
-                quantize: str | None = None) -> list[ServedModel]:
+def load_models(run_dir: str | Path, adapters: dict[str, Path],
+                config: InferenceConfig | None = None) -> list[ServedModel]:
     """The base model, then one merged model per adapter, each prepared for inference."""
     from rapgpt.generate.inference import load_for_inference
 
+    config = config or InferenceConfig()
+    load = functools.partial(load_for_inference, run_dir, config.precision, config.quantize, device=config.device)
     base = base_name(run_dir)
-    model, tokenizer = load_for_inference(run_dir, precision, quantize)
+    model, tokenizer = load()
     served = [ServedModel(base, model, tokenizer)]
     for name, adapter_dir in adapters.items():
-        merged, adapter_tokenizer = load_for_inference(run_dir, precision, quantize, adapter=adapter_dir)
+        merged, adapter_tokenizer = load(adapter=adapter_dir)
         if adapter_tokenizer != tokenizer:
             raise ConfigError(f"adapter {name!r} uses another tokenizer than the base model {run_dir}")
         served.append(ServedModel(name, merged, tokenizer, parent=base))
@@ -72,55 +77,37 @@ def load_models(run_dir: str | Path, adapters: dict[str, Path], precision: str =
     return served
 
 
-def serve(
-    model: str | Path,
-    adapters: Sequence[str] = (),
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    api_key: str | None = None,
-    cors_origins: Sequence[str] = (),
-    max_queue: int = 64,
-    max_batch: int = 32,
-    time_limit: float = 120.0,
-    precision: str = "fp32",
-    quantize: str | None = None,
-    threads: int | None = None,
-) -> None:
+def serve(model: str | Path, adapters: Sequence[str] = (), config: ServeConfig | None = None) -> None:
     """Serve `model` (a run directory) until interrupted. The HTTP server starts at once and answers /health with
-    503 while the models load; a model that fails to load stops it with the reason."""
+    503 while the models load; a model that fails to load stops it with the reason. Without `config.api_key`,
+    $RAPGPT_API_KEY is the key, if set."""
     try:
         import uvicorn
 
         from rapgpt.serve.api import ServeSettings, create_app
     except ImportError as e:
         raise ConfigError(f"serving needs the serve extra ({e.name} is missing): pip install 'rapgpt[serve]'") from e
-    from rapgpt.generate.inference import check_quantize, precision_dtype
 
+    config = config or ServeConfig()
+    api_key = config.api_key or os.environ.get("RAPGPT_API_KEY") or None
     read_run_config(model)  # a missing or broken run fails here, before the server starts
     adapter_dirs = parse_adapters(adapters)
     if base_name(model) in adapter_dirs:
         raise ConfigError(f"adapter name {base_name(model)!r} is the base model's name: choose another")
-    precision_dtype(precision)
-    check_quantize(quantize)
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"--port must be in 1..65535, got {port}")
-    threads = default_threads() if threads is None else threads
-    if threads < 1:
-        raise ConfigError(f"--threads must be at least 1, got {threads}")
-    torch.set_num_threads(threads)
+    torch.set_num_threads(default_threads() if config.threads is None else config.threads)
+    host, port = config.host, config.port
     if host not in LOOPBACK and not api_key:
         log.warning("serving on %s without --api-key: anyone who can reach this address can use the model", host)
 
-    settings = EngineSettings(max_batch=max_batch, max_queue=max_queue, time_limit=time_limit)
     server: uvicorn.Server | None = None
 
     def stop_server(error: BaseException) -> None:
         if server is not None:
             server.should_exit = True
 
-    engine = Engine(lambda: load_models(model, adapter_dirs, precision, quantize), settings,
+    engine = Engine(lambda: load_models(model, adapter_dirs, config), config,
                     on_failure=stop_server)
-    app = create_app(engine, ServeSettings(api_key=api_key, cors_origins=tuple(cors_origins)))
+    app = create_app(engine, ServeSettings(api_key=api_key, cors_origins=config.cors_origins))
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5))
     shown = f"[{host}]" if ":" in host else host
     print(f"rapgpt: open http://{shown}:{port}/ in a browser (API docs at /docs, OpenAI API at /v1)", flush=True)

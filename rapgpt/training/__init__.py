@@ -1,1 +1,2 @@
-"""The parts of the training loop (`rapgpt.train`): settings, batches, schedule, evaluation, state and plots."""
+"""Training: the shared loop (`loop`: pretraining, `fit`), LoRA fine-tuning (`finetune`), and the loop's parts:
+settings, batches, schedule, evaluation, state and plots."""

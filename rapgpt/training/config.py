@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 from rapgpt.errors import ConfigError
 from rapgpt.options import setting
+from rapgpt.precision import TRAINING_CHOICES
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BUDGETS = ("max_steps", "max_tokens", "max_epochs", "max_minutes")
 # The layers LoRA adapts unless told otherwise: attention and MLP projections (see `rapgpt.lora.select_targets`).
 DEFAULT_LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
@@ -49,7 +51,7 @@ class TrainConfig:
     # Runtime.
     precision: str = setting(
         "auto", "fp32, bf16 (autocast), fp16 (CUDA, with loss scaling); auto picks bf16 where the hardware has it",
-        choices=PRECISIONS,
+        choices=TRAINING_CHOICES,
     )
     compile: bool = setting(False, "compile the model's blocks with torch.compile (slow first step, faster after)")
     device: str = setting("auto", "cpu, cuda, cuda:N or mps; auto picks CUDA, then MPS, then the CPU")
@@ -103,19 +105,68 @@ class PretrainConfig(TrainConfig):
         return {"dropout": self.dropout, **{k: v for k, v in sizes.items() if v is not None}}
 
 
+def lora_scaling(alpha: float, rank: int, rslora: bool) -> float:
+    """alpha / sqrt(r) with rsLoRA (rank-stabilised), alpha / r as in the original LoRA paper."""
+    return alpha / math.sqrt(rank) if rslora else alpha / rank
+
+
 @dataclass(frozen=True)
-class FinetuneConfig(TrainConfig):
-    """Training settings for an adapter: a short warmup and no weight decay suit the few parameters, initialised
-    at zero, and the small single-artist datasets that LoRA is used with; the rest are the pretraining defaults."""
+class LoRAConfig:
+    """The LoRA adapter's settings: what `rapgpt finetune` takes and what an adapter file records."""
+
+    rank: int = setting(8, "LoRA rank r")
+    alpha: float = setting(8.0, "LoRA alpha: the update is scaled by alpha/sqrt(r) (rsLoRA) or alpha/r")
+    rslora: bool = setting(True, "rank-stabilised scaling alpha/sqrt(r); --no-rslora for the original alpha/r")
+    # Off by default, as in PEFT: on a CPU, drawing a mask for every adapted layer costs more than LoRA saves over
+    # full training (benchmarks/lora_step.py), and the model's own dropout still regularises.
+    dropout: float = setting(0.0, "dropout on the input of the LoRA path of Linear layers", name="lora_dropout")
+    targets: tuple[str, ...] = setting(
+        DEFAULT_LORA_TARGETS, "name patterns of the layers to adapt (add wte to adapt the token embedding too)"
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "targets", tuple(self.targets))
+        if not isinstance(self.rank, int) or self.rank < 1:
+            raise ConfigError(f"LoRA rank must be a positive integer, got {self.rank!r}")
+        if not self.alpha > 0:
+            raise ConfigError(f"LoRA alpha must be positive, got {self.alpha!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"LoRA dropout must be in [0, 1), got {self.dropout!r}")
+        if not self.targets or not all(isinstance(t, str) and t for t in self.targets):
+            raise ConfigError(f"LoRA targets must be one or more non-empty name patterns, got {self.targets!r}")
+
+    @property
+    def scaling(self) -> float:
+        return lora_scaling(self.alpha, self.rank, self.rslora)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The adapter file's record (field names)."""
+        return {**asdict(self), "targets": list(self.targets)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LoRAConfig:
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown LoRA config field(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(TrainConfig, LoRAConfig):
+    """Fine-tuning: the loop's settings and the adapter's (`LoRAConfig`), recorded flat in one run record. A short
+    warmup and no weight decay suit the few parameters, initialised at zero, and the small single-artist datasets
+    that LoRA is used with; the rest are the pretraining defaults."""
 
     lr: float = setting(1e-3, "peak learning rate, reached after the warmup")
     warmup_steps: int = setting(20, "steps of linear warmup from 0 to --lr")
     weight_decay: float = setting(0.0, "AdamW weight decay, applied to weight matrices only")
     eval_interval: int = setting(50, "evaluate, log and checkpoint every N steps")
-    rank: int = setting(8, "LoRA rank r")
-    alpha: float = setting(8.0, "LoRA alpha: the update is scaled by alpha/sqrt(r) (rsLoRA) or alpha/r")
-    rslora: bool = setting(True, "rank-stabilised scaling alpha/sqrt(r); --no-rslora for the original alpha/r")
-    lora_dropout: float = setting(0.0, "dropout on the input of the LoRA path of Linear layers")
-    targets: tuple[str, ...] = setting(
-        DEFAULT_LORA_TARGETS, "name patterns of the layers to adapt (add wte to adapt the token embedding too)"
-    )
+
+    def __post_init__(self) -> None:
+        TrainConfig.__post_init__(self)
+        LoRAConfig.__post_init__(self)
+
+    @property
+    def lora(self) -> LoRAConfig:
+        """The adapter's settings alone, as the adapter file records them."""
+        return LoRAConfig(**{f.name: getattr(self, f.name) for f in fields(LoRAConfig)})

@@ -9,8 +9,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
+from rapgpt.evaluate.intrinsic import window_scores
 from rapgpt.training.runtime import Runtime
 
 
@@ -26,11 +26,7 @@ def evaluate(model: nn.Module, splits: dict[str, tuple[torch.Tensor, torch.Tenso
         for i in range(0, len(inputs), batch_size):
             x, y = inputs[i : i + batch_size].to(runtime.device), targets[i : i + batch_size].to(runtime.device)
             with runtime.autocast():
-                logits, _ = model(x)
-            logits = logits.float()
-            totals[0] += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum").double()
-            totals[1] += (logits.argmax(-1) == y).sum()
-            totals[2] += y.numel()
+                totals += window_scores(model, x, y)
         loss_sum, correct, count = runtime.all_reduce(totals).tolist()
         results[f"{split}_loss"] = loss_sum / count
         results[f"{split}_acc"] = correct / count

@@ -15,8 +15,7 @@ import torch
 import torch.distributed as dist
 
 from rapgpt.errors import ConfigError
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from rapgpt.precision import AUTO, Precision
 
 
 @dataclass(frozen=True)
@@ -36,9 +35,10 @@ class Runtime:
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed precision for the forward pass and the loss; fp32 runs without autocast."""
-        if self.precision == "fp32":
+        precision = Precision(self.precision)
+        if not precision.autocasts:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=DTYPES[self.precision])
+        return torch.autocast(self.device.type, dtype=precision.dtype)
 
     def all_reduce(self, tensor: torch.Tensor, op: Any = None) -> torch.Tensor:
         """Sum (or `op`) of `tensor` over all processes, in place; the tensor itself when alone."""
@@ -75,9 +75,9 @@ def bf16_is_fast(device: torch.device) -> bool:
 
 
 def pick_precision(name: str, device: torch.device) -> str:
-    if name == "auto":
+    if name == AUTO:
         return "bf16" if bf16_is_fast(device) else "fp32"
-    if name == "fp16" and device.type != "cuda":
+    if Precision.parse(name).scales_loss and device.type != "cuda":
         raise ConfigError(f"--precision fp16 needs a CUDA GPU (it trains with loss scaling); on {device.type} use bf16")
     return name
 

@@ -25,10 +25,10 @@ from hf_support import assert_same_logits
 from rapgpt.data.dataset import DatasetWriter
 from rapgpt.data.tokenizer import GPT2Tokenizer
 from rapgpt.errors import CheckpointError
-from rapgpt.finetune import finetune
 from rapgpt.interop.hf_hub import HubModel, parse_hub_id
 from rapgpt.interop.hf_import import import_hf
 from rapgpt.training.config import FinetuneConfig
+from rapgpt.training.finetune import finetune
 from rapgpt.training.metrics import read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,8 @@ import pytest
 
 from rapgpt.cli import build_parser, main
 from rapgpt.errors import ConfigError
-from rapgpt.train import pretrain
 from rapgpt.training.config import PretrainConfig
+from rapgpt.training.loop import pretrain
 from rapgpt.training.metrics import read_metrics
 from rapgpt.training.tensorboard import SAMPLE, SCALARS, SPEED
 

@@ -1,12 +1,12 @@
 // The lyrics studio: write a prompt, choose a voice and settings, watch the lyrics stream in.
 import { useCallback, useEffect, useRef, useState } from "react";
-import type { GenerateResult, ModelInfo, SamplingSettings } from "./api";
-import { ApiError, listModels, streamGenerate } from "./api";
+import type { GenerateResult, Limits, ModelInfo, SamplingSettings } from "./api";
+import { ApiError, fetchLimits, listModels, streamGenerate } from "./api";
 import { Controls } from "./Controls";
 import { History } from "./History";
 import type { HistoryEntry } from "./history";
 import { addEntry, fileName, loadHistory, saveHistory } from "./history";
-import { LYRIC_DEFAULTS, MAX_PROMPT_CHARS } from "./settings";
+import { LYRIC_DEFAULTS } from "./settings";
 
 type Health = "loading" | "ready" | "down";
 
@@ -70,6 +70,7 @@ export function App() {
   const [apiKey, setApiKey] = useState(() => localStorage.getItem(API_KEY) ?? "");
   const [askKey, setAskKey] = useState(false);
   const [models, setModels] = useState<ModelInfo[]>([]);
+  const [limits, setLimits] = useState<Limits | null>(null);
   const [model, setModel] = useState("");
   const [prompt, setPrompt] = useState("");
   const [settings, setSettings] = useState<SamplingSettings>(LYRIC_DEFAULTS);
@@ -87,6 +88,10 @@ export function App() {
     if (e instanceof ApiError && e.status === 401) setAskKey(true);
     setError(e instanceof Error ? e.message : String(e));
   }, []);
+
+  useEffect(() => {
+    if (health === "ready" && !limits) fetchLimits().then(setLimits).catch(fail);
+  }, [health, limits, fail]);
 
   useEffect(() => {
     if (health !== "ready") return;
@@ -208,16 +213,16 @@ export function App() {
           </label>
           <label className="field">
             <span className="field-label">
-              Prompt <span className="hint">{prompt.length > 0 && `${prompt.length} / ${MAX_PROMPT_CHARS}`}</span>
+              Prompt <span className="hint">{prompt.length > 0 && limits && `${prompt.length} / ${limits.prompt_chars}`}</span>
             </span>
-            <textarea value={prompt} maxLength={MAX_PROMPT_CHARS} rows={5} aria-label="Prompt"
+            <textarea value={prompt} maxLength={limits?.prompt_chars} rows={5} aria-label="Prompt"
               placeholder={"Start a verse, a hook or a title…\n(empty: a song from scratch)"}
               onChange={(e) => setPrompt(e.target.value)}
               onKeyDown={(e) => {
                 if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) generate();
               }} />
           </label>
-          <Controls value={settings} onChange={setSettings} disabled={streaming} />
+          <Controls value={settings} limits={limits} onChange={setSettings} disabled={streaming} />
           <div className="actions">
             <button className="primary" onClick={generate} disabled={!ready || streaming}>
               {streaming ? "Writing…" : "Generate"}

@@ -1,21 +1,26 @@
 // The sampling controls: the three that matter most in view, the rest folded under "More settings".
-import type { SamplingSettings } from "./api";
-import { MAX_NEW_TOKENS, STOP_CHOICES } from "./settings";
+import type { Limits, SamplingSettings } from "./api";
+import { STOP_CHOICES } from "./settings";
 
 interface Props {
   value: SamplingSettings;
+  limits: Limits | null; // the server's, once read
+
   onChange: (value: SamplingSettings) => void;
   disabled: boolean;
 }
 
-export function Controls({ value, onChange, disabled }: Props) {
+export function Controls({ value, limits, onChange, disabled }: Props) {
   const set = <K extends keyof SamplingSettings>(key: K, v: SamplingSettings[K]) => onChange({ ...value, [key]: v });
+  const penalty = limits?.max_penalty;
   const stopIndex = Math.max(0, STOP_CHOICES.findIndex((c) => c.stop.join("\u0000") === value.stop.join("\u0000")));
   return (
     <fieldset className="controls" disabled={disabled}>
-      <Slider label="Length" hint="tokens to write" min={16} max={MAX_NEW_TOKENS} step={16}
+      <Slider label="Length" hint="tokens to write" min={16}
+        max={limits?.max_new_tokens ?? value.max_new_tokens} step={16}
         value={value.max_new_tokens} onChange={(v) => set("max_new_tokens", v)} />
-      <Slider label="Temperature" hint="higher is wilder, 0 always picks the likeliest" min={0} max={2} step={0.05}
+      <Slider label="Temperature" hint="higher is wilder, 0 always picks the likeliest" min={0}
+        max={limits?.max_temperature ?? value.temperature} step={0.05}
         value={value.temperature} onChange={(v) => set("temperature", v)} />
       <Slider label="Top-p" hint="1 keeps every word in play" min={0.05} max={1} step={0.01}
         value={value.top_p ?? 1} onChange={(v) => set("top_p", v >= 1 ? null : v)} />
@@ -28,15 +33,16 @@ export function Controls({ value, onChange, disabled }: Props) {
       <details className="advanced">
         <summary>More settings</summary>
         <div className="advanced-grid">
-          <NumberField label="Top-k" hint="off" min={1} step={1} value={value.top_k}
+          <NumberField label="Top-k" hint="off" min={1} max={limits?.top_k} step={1} value={value.top_k}
             onChange={(v) => set("top_k", v)} />
           <NumberField label="Min-p" hint="off" min={0} max={1} step={0.01} value={value.min_p}
             onChange={(v) => set("min_p", v)} />
-          <NumberField label="Repetition penalty" hint="1 = off" min={0.5} max={2} step={0.05}
+          <NumberField label="Repetition penalty" hint="1 = off" min={limits?.min_repetition_penalty}
+            max={limits?.max_repetition_penalty} step={0.05}
             value={value.repetition_penalty} onChange={(v) => set("repetition_penalty", v ?? 1)} />
-          <NumberField label="Frequency penalty" hint="0 = off" min={-2} max={2} step={0.1}
+          <NumberField label="Frequency penalty" hint="0 = off" min={penalty && -penalty} max={penalty} step={0.1}
             value={value.frequency_penalty} onChange={(v) => set("frequency_penalty", v ?? 0)} />
-          <NumberField label="Presence penalty" hint="0 = off" min={-2} max={2} step={0.1}
+          <NumberField label="Presence penalty" hint="0 = off" min={penalty && -penalty} max={penalty} step={0.1}
             value={value.presence_penalty} onChange={(v) => set("presence_penalty", v ?? 0)} />
           <NumberField label="Seed" hint="random" min={0} step={1} value={value.seed}
             onChange={(v) => set("seed", v)} />

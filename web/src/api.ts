@@ -1,4 +1,4 @@
-// The rapgpt server's API as the front end uses it: the model list and streamed generation.
+// The rapgpt server's API as the front end uses it: its limits, the model list and streamed generation.
 import { SSEParser } from "./sse";
 
 export interface ModelInfo {
@@ -74,6 +74,26 @@ export function describeError(body: unknown): string | null {
   if (b.error?.message) return b.error.message;
   if (typeof b.detail === "string") return b.detail;
   return null;
+}
+
+/** The bounds of a request's fields as the server enforces them; the controls follow them, never a copy. */
+export interface Limits {
+  prompt_chars: number;
+  max_new_tokens: number;
+  stop_strings: number;
+  stop_chars: number;
+  top_k: number;
+  max_temperature: number;
+  min_top_p: number;
+  min_repetition_penalty: number;
+  max_repetition_penalty: number;
+  max_penalty: number;
+}
+
+export async function fetchLimits(): Promise<Limits> {
+  const response = await fetch("api/limits");
+  if (!response.ok) throw await errorFrom(response);
+  return (await response.json()) as Limits;
 }
 
 export async function listModels(apiKey: string): Promise<ModelInfo[]> {

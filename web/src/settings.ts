@@ -1,4 +1,4 @@
-// Sampling defaults that suit lyrics, and the bounds the controls allow (the server enforces its own).
+// Sampling defaults that suit lyrics. The bounds of the controls come from the server (`fetchLimits`).
 import type { SamplingSettings } from "./api";
 
 export const LYRIC_DEFAULTS: SamplingSettings = {
@@ -19,6 +19,3 @@ export const STOP_CHOICES: { label: string; stop: string[] }[] = [
   { label: "At the end of the verse (blank line)", stop: ["\n\n"] },
   { label: "At the end of the line", stop: ["\n"] },
 ];
-
-export const MAX_NEW_TOKENS = 1024;
-export const MAX_PROMPT_CHARS = 4000;

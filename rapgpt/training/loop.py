@@ -28,8 +28,11 @@ from rapgpt.data.dataset import TokenDataset
 from rapgpt.data.tokenizer import Tokenizer
 from rapgpt.errors import CheckpointError, ConfigError
 from rapgpt.fileio import read_json
+from rapgpt.generate.decoder import generate
+from rapgpt.generate.params import SamplingParams
 from rapgpt.model import GPT, preset_config
 from rapgpt.options import read_toml, resolve, to_dict
+from rapgpt.precision import Precision
 from rapgpt.training.batches import WindowSampler, eval_windows
 from rapgpt.training.budget import Progress, budget_used, schedule_progress
 from rapgpt.training.config import RESUMABLE_CHANGES, PretrainConfig, TrainConfig
@@ -38,12 +41,12 @@ from rapgpt.training.metrics import METRICS, append_metrics, keep_metrics_until,
 from rapgpt.training.optim import lr_at, make_optimizer, set_lr
 from rapgpt.training.plots import plot_curves
 from rapgpt.training.runtime import Runtime, setup_runtime, teardown
-from rapgpt.training.sample import sample_text
 from rapgpt.training.state import STATE, check_fingerprint, load_state, save_state
 from rapgpt.training.tensorboard import TensorBoardLog, log_dir
 
 BEST = "best.safetensors"
 CURVES = "curves.png"
+SHOW_EVERY = 1.0  # seconds between two updates of the progress bar's loss and speed
 
 SaveHook = Callable[[str, dict[str, Any]], None]
 """Called on rank 0 with "latest" at every evaluation and "best" at each new lowest val loss, and the record of
@@ -64,7 +67,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, micro_batches
         sync = contextlib.nullcontext() if last or not isinstance(model, DistributedDataParallel) else model.no_sync()
         with sync:
             with runtime.autocast():
-                _, loss = model(x.to(device, non_blocking=True), y.to(device, non_blocking=True), return_logits=False)
+                _, loss = model(to_device(x, device), to_device(y, device), return_logits=False)
             scaler.scale(loss / len(micro_batches)).backward()
         total += loss.detach()
     scaler.unscale_(optimizer)
@@ -74,6 +77,14 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, micro_batches
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
     return total / len(micro_batches), grad_norm.detach()
+
+
+def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch on `device`: on CUDA copied from pinned memory without blocking, so the copy overlaps the work
+    already queued; elsewhere moved as usual (a non-blocking copy from unpinned memory would block anyway)."""
+    if device.type == "cuda":
+        return batch.pin_memory().to(device, non_blocking=True)
+    return batch.to(device)
 
 
 def compile_blocks(model: nn.Module) -> None:
@@ -92,7 +103,7 @@ class _Run:
         self.model, self.config, self.out_dir, self.save = model.to(runtime.device), config, out_dir, save
         self.runtime, self.tokenizer = runtime, tokenizer
         self.optimizer = make_optimizer(model, config, runtime.device)
-        self.scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.precision == "fp16")
+        self.scaler = torch.amp.GradScaler(runtime.device.type, enabled=Precision(runtime.precision).scales_loss)
         block, rank, world = model.config.block_size, runtime.rank, runtime.world_size
         self.sampler = WindowSampler(train_tokens, block, config.batch_size, config.grad_accum, config.seed, rank,
                                      world)
@@ -183,8 +194,7 @@ class _Run:
                        "model is overfitting" + (", stopping (--early-stop)" if config.early_stop else ""))
         evaluations = len(self.monitor.history)
         if config.sample_every and self.tokenizer is not None and (evaluations - 1) % config.sample_every == 0:
-            with torch.compiler.set_stance("force_eager"):
-                record["sample"] = sample_text(self.model, self.tokenizer, config.sample_tokens, seed=config.seed)
+            record["sample"] = self.sample()
             tqdm.write(f"--- sample at step {progress.step:,} ---\n{record['sample']}\n---")
         self.save("latest", record)
         if is_best:
@@ -204,6 +214,19 @@ class _Run:
         })
         plot_curves(self.records, self.out_dir / CURVES)
         return overfitting and config.early_stop
+
+    def sample(self) -> str:
+        """What the model writes now, from the decoder that serves it later (on the model's device, with its own
+        random stream: the run's RNG is left untouched, so sampling does not change the run)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.compiler.set_stance("force_eager"):
+                params = SamplingParams(max_new_tokens=self.config.sample_tokens, seed=self.config.seed)
+                (completion,) = generate(self.model, self.tokenizer, [""], params)
+        finally:
+            self.model.train(was_training)
+        return completion.text
 
     def train(self) -> dict[str, Any]:
         if self.config.tensorboard is not None and self.runtime.is_main:
@@ -237,6 +260,7 @@ class _Run:
                    bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}")
         bar.update(min(100.0, 100 * budget_used(config, progress, self.train_tokens)))
         start_tokens, sums, losses = progress.tokens, torch.zeros(2, device=runtime.device), 0  # loss, grad norm
+        shown = since
         while not stop:
             progress.seconds = self.elapsed(since, base)
             used = budget_used(config, progress, self.train_tokens)
@@ -251,8 +275,10 @@ class _Run:
             progress.tokens += self.sampler.tokens_per_step
             sums += torch.stack((loss, grad_norm.to(loss.dtype)))
             losses += 1
-            rate = (progress.tokens - start_tokens) / max(time.perf_counter() - since, 1e-9)
-            bar.set_postfix_str(f"step {progress.step:,}, loss {loss.item():.4f}, {rate:,.0f} tok/s", refresh=False)
+            if time.perf_counter() - shown >= SHOW_EVERY:  # reading the loss waits for the device: only now
+                shown = time.perf_counter()
+                rate = (progress.tokens - start_tokens) / max(shown - since, 1e-9)
+                bar.set_postfix_str(f"step {progress.step:,}, loss {loss.item():.4f}, {rate:,.0f} tok/s")
             if progress.step % config.eval_interval == 0:
                 train_loss, grad_norm = self.interval_means(sums, losses)
                 progress.seconds = self.elapsed(since, base)

@@ -18,10 +18,10 @@ from rapgpt.checkpoint import load_run
 from rapgpt.data.dataset import TokenDataset
 from rapgpt.errors import DataError
 from rapgpt.fileio import atomic_write_json
-from rapgpt.lora import LoRAConfig, apply_lora, save_adapter, trainable_parameters_report
+from rapgpt.lora import apply_lora, save_adapter, trainable_parameters_report
 from rapgpt.options import to_dict
-from rapgpt.train import fit
 from rapgpt.training.config import FinetuneConfig
+from rapgpt.training.loop import fit
 from rapgpt.training.runtime import setup_runtime, teardown
 
 BEST_ADAPTER = "best"
@@ -36,8 +36,7 @@ def finetune(base: str | Path, data: str | Path, out: str | Path, config: Finetu
     evaluation's record.
     """
     config = config or FinetuneConfig()
-    lora_config = LoRAConfig(rank=config.rank, alpha=config.alpha, rslora=config.rslora,
-                             dropout=config.lora_dropout, targets=config.targets)
+    lora_config = config.lora
     dataset = TokenDataset(data)
     out = Path(out)
     runtime = setup_runtime(config.device, config.precision, config.threads)
