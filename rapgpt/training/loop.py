@@ -241,7 +241,7 @@ class _Run:
     def interval_means(self, sums: torch.Tensor, steps: int) -> tuple[float, float]:
         """The mean training loss and gradient norm of the `steps` steps since the last evaluation, over every
         process (`sums` holds their sums)."""
-        loss, grad_norm = (self.runtime.all_reduce(sums / max(steps, 1)) / self.runtime.world_size).tolist()
+        loss, grad_norm = (self.runtime.all_reduce(sums / steps) / self.runtime.world_size).tolist()
         return loss, grad_norm
 
     def _train(self) -> dict[str, Any]:
