@@ -18,6 +18,7 @@ from typing import Any
 
 from rapgpt import __version__
 from rapgpt.data.clean import CleanOptions
+from rapgpt.data.collect_config import API_ROOT, SAVE_EVERY, SORTS, TOKEN_ENV, WEB_ROOT, RequestPolicy
 from rapgpt.data.config import PrepareConfig
 from rapgpt.errors import RapgptError
 from rapgpt.evaluate.config import EvalConfig
@@ -71,9 +72,9 @@ def _quickstart(args: argparse.Namespace) -> None:
 
 
 def _collect(args: argparse.Namespace) -> None:
-    from rapgpt.data.collect import RequestPolicy, collect, format_summary
+    from rapgpt.data.collect import collect, format_summary
 
-    policy = RequestPolicy(min_interval=args.min_interval, retries=args.retries)
+    policy = RequestPolicy(min_interval=args.min_interval, request_timeout=args.request_timeout, retries=args.retries)
     summaries = collect(args.artist, args.out, args.max_songs, args.token, include_features=args.include_features,
                         sort=args.sort, save_every=args.save_every, policy=policy, api_root=args.api_root,
                         web_root=args.web_root)
@@ -190,20 +191,24 @@ COMMANDS: list[Command] = [
             arg("--out", required=True, metavar="DIR", help="directory for the Lyrics_<Artist>.json files"),
             arg("--max-songs", type=int, default=None, metavar="N",
                 help="at most N songs per artist, counting songs saved by earlier runs; omitted: all"),
-            arg("--token", default=None, help="Genius API client access token; omitted: $GENIUS_ACCESS_TOKEN (get "
-                                              "one at https://genius.com/api-clients)"),
-            arg("--sort", choices=("popularity", "title"), default="popularity", help="order to collect songs in"),
+            arg("--token", default=None, help=f"Genius API client access token; omitted: ${TOKEN_ENV} (get one at "
+                                              "https://genius.com/api-clients)"),
+            arg("--sort", choices=SORTS, default=SORTS[0], help="order to collect songs in"),
             arg("--include-features", action="store_true",
                 help="also collect songs where the artist is featured but not the primary artist"),
-            arg("--save-every", type=int, default=20, metavar="N",
+            arg("--save-every", type=int, default=SAVE_EVERY, metavar="N",
                 help="rewrite an artist's file after every N new songs (and always when the run ends)"),
-            arg("--min-interval", type=float, default=0.5, metavar="SECONDS",
+            arg("--min-interval", type=float, default=RequestPolicy.min_interval, metavar="SECONDS",
                 help="least time between two requests to Genius"),
-            arg("--retries", type=int, default=5,
-                help="retries of a request on timeouts, connection errors, 429 and 5xx, with exponential backoff"),
-            arg("--api-root", default="https://api.genius.com",
+            arg("--request-timeout", type=float, default=RequestPolicy.request_timeout, metavar="SECONDS",
+                help="most time for one request, from connecting to the last byte of the answer; a request that "
+                     "takes longer counts as a timeout and is retried"),
+            arg("--retries", type=int, default=RequestPolicy.retries,
+                help="retries of a request on timeouts, connection errors, 429, 5xx and broken answers, with "
+                     "exponential backoff"),
+            arg("--api-root", default=API_ROOT,
                 help="Genius API base URL (change only for a mirror or a test server)"),
-            arg("--web-root", default="https://genius.com",
+            arg("--web-root", default=WEB_ROOT,
                 help="Genius web site base URL, for the lyrics pages (change only for a mirror or a test server)"),
         ),
     ),

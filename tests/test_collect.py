@@ -8,7 +8,9 @@ import json
 import socket
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -20,6 +22,8 @@ from rapgpt.errors import ConfigError, DataError, NetworkError
 
 TOKEN = "good-token"
 FAST = RequestPolicy(min_interval=0.0, timeout=0.25, retries=2, backoff=0.01, max_backoff=0.05)
+# Bytes arrive faster than the read timeout, so that only the deadline for the whole request can end one.
+DRIP = replace(FAST, timeout=3.0, request_timeout=1.2)
 
 
 def _artist(artist_id: int, name: str) -> dict:
@@ -81,13 +85,19 @@ def _page_html(song_id: int) -> str:
 
 
 class FakeGenius:
-    """What the fake server serves and how it misbehaves; `requests` logs [time, path, status] of each request."""
+    """What the fake server serves and how it misbehaves; `requests` logs [time, path, status] of each request.
+
+    Failures a path can be scripted with: "slow" (answers after `slow_seconds`), "429", "500", "truncated" (a 200
+    whose body stops after 30 bytes, with a Content-Length that says so), and "drip" (the body one byte per second),
+    "drip_unsized" (the same without a Content-Length), "drip_head" (the whole answer from its status line on one
+    byte per second), each dripping at most `drip_bytes` bytes. Paths under /elsewhere are another web site."""
 
     def __init__(self) -> None:
         self.script: dict[str, list[str]] = {}  # path -> failures to answer its next requests with, in order
         self.outage_after_pages: int | None = None  # after serving this many lyrics pages, every page is a 500
         self.on_page = lambda path: None  # called as each lyrics page is served
         self.slow_seconds = 0.6
+        self.drip_bytes = 8
         self.pages_served = 0
         self.requests: list[tuple[float, str, int]] = []
         self.root = ""
@@ -103,15 +113,22 @@ class FakeGenius:
     def paths(self, prefix: str = "") -> list[str]:
         return [path for _, path, _ in self.requests if path.startswith(prefix)]
 
-    def answer(self, path: str, query: dict[str, str], authorization: str | None) -> tuple[int, dict, bytes]:
+    def answer(self, path: str, query: dict[str, str], authorization: str | None) -> tuple[int, dict, bytes, str]:
+        """Status, headers, body, and the scripted failure ("" for none) of the answer to a request."""
         failures = self.script.get(path)
-        failure = failures.pop(0) if failures else None
+        failure = failures.pop(0) if failures else ""
         if failure == "slow":
             time.sleep(self.slow_seconds)
         if failure == "429":
-            return 429, {"Retry-After": "1"}, b'{"meta": {"status": 429}}'
+            return 429, {"Retry-After": "1"}, b'{"meta": {"status": 429}}', failure
         if failure == "500":
-            return 500, {}, b"<html>Internal Server Error</html>"
+            return 500, {}, b"<html>Internal Server Error</html>", failure
+        status, headers, body = self.serve(path, query, authorization)
+        return status, headers, body[:30] if failure == "truncated" else body, failure
+
+    def serve(self, path: str, query: dict[str, str], authorization: str | None) -> tuple[int, dict, bytes]:
+        if path.startswith("/elsewhere/"):
+            return 200, {"Content-Type": "text/html"}, b"<!DOCTYPE html><html><body>Another web site</body></html>"
         if path.startswith("/api/"):
             if authorization != f"Bearer {TOKEN}":
                 return 401, {}, b'{"error": "invalid_token", "error_description": "The access token is invalid"}'
@@ -159,17 +176,21 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         request = [time.monotonic(), url.path, 0]  # logged on arrival, so that a slow answer is counted at once
         fake.requests.append(request)
-        status, headers, body = fake.answer(url.path, query, self.headers.get("Authorization"))
+        status, headers, body, failure = fake.answer(url.path, query, self.headers.get("Authorization"))
         request[2] = status
+        if failure != "drip_unsized":
+            headers = {**headers, "Content-Length": str(len(body))}
+        head = "".join([f"{self.protocol_version} {status} {HTTPStatus(status).phrase}\r\n",
+                        *(f"{name}: {value}\r\n" for name, value in headers.items()), "\r\n"]).encode()
+        answer = head + body
+        at_once = {"drip_head": 0, "drip": len(head), "drip_unsized": len(head)}.get(failure, len(answer))
         try:
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(answer[:at_once])
+            for i in range(at_once, min(len(answer), at_once + fake.drip_bytes)):
+                time.sleep(1.0)
+                self.wfile.write(answer[i:i + 1])
         except OSError:
-            pass  # the client gave up waiting (the timeout failure mode)
+            pass  # the client gave up waiting (the timeout failure modes)
 
     def log_message(self, *args) -> None:
         pass
@@ -283,6 +304,62 @@ def test_timeouts_and_server_errors_are_retried(genius, tmp_path):
     assert [status for _, path, status in genius.requests if path == page_path(108)] == [500, 500, 200]
 
 
+@pytest.mark.parametrize("path", ["/api/search", "/api/artists/7/songs", "/api/songs/107", page_path(108)])
+def test_a_truncated_answer_is_retried_and_the_run_completes(genius, tmp_path, path, capsys):
+    genius.script[path] = ["truncated"]
+    [summary] = run(genius, tmp_path)
+    assert [s["id"] for s in saved(tmp_path)["songs"]] == [101, 107, 108]
+    assert [s["lyrics"] for s in saved(tmp_path)["songs"]] == [LYRICS[i] for i in (101, 107, 108)]
+    assert summary.new == 3 and summary.skipped["no_lyrics"] == 2
+    assert genius.paths().count(path) == 1 + (4 if path == "/api/artists/7/songs" else 1)  # the list has 4 pages
+    assert f"HTTP 200 with a 30-byte {'page' if path.startswith('/web') else 'answer'}" in capsys.readouterr().err
+
+
+def test_an_answer_broken_on_every_retry_ends_the_run_naming_the_url_and_what_came_back(genius, tmp_path):
+    genius.script["/api/songs/107"] = ["truncated"] * 3
+    with pytest.raises(NetworkError) as error:
+        run(genius, tmp_path)
+    message = str(error.value)
+    assert message.startswith(f"{genius.api_root}/songs/107 failed 3 times, last with HTTP 200 with a 30-byte answer "
+                              """that is not JSON (Unterminated string""")
+    assert """'{"meta": {"status": 200}, "res'""" in message
+    assert "try again later" in message and "--api-root" not in message
+    assert [s["id"] for s in saved(tmp_path)["songs"]] == [101]
+
+
+@pytest.mark.parametrize("root", ["api_root", "web_root"])
+def test_a_root_that_is_wrong_from_the_first_answer_is_named(genius, tmp_path, root):
+    with pytest.raises(NetworkError, match=rf"failed 3 times, last with HTTP 200 with .*'<!DOCTYPE html><html><body>"
+                                           rf"Another.*: is --{root.replace('_', '-')} right\? It is "
+                                           rf"{genius.root}/elsewhere$"):
+        run(genius, tmp_path, **{root: f"{genius.root}/elsewhere"})
+
+
+@pytest.mark.parametrize(("failure", "path"), [("drip_head", "/api/songs/107"), ("drip", page_path(101)),
+                                               ("drip_unsized", page_path(107))])
+def test_a_server_dripping_its_answer_is_abandoned_at_the_deadline_and_retried(genius, tmp_path, failure, path,
+                                                                              capsys):
+    genius.script[path] = [failure]
+    run(genius, tmp_path, policy=DRIP)
+    assert [s["lyrics"] for s in saved(tmp_path)["songs"]] == [LYRICS[i] for i in (101, 107, 108)]
+    first, second = [t for t, p, _ in genius.requests if p == path]
+    # Not earlier than the deadline, and well before the fake would have dripped its `drip_bytes` bytes.
+    assert DRIP.request_timeout <= second - first < DRIP.request_timeout + 1.3
+    assert "no complete answer within 1.2s" in capsys.readouterr().err
+
+
+def test_without_retries_a_dripping_server_ends_the_run_after_one_request_timeout(genius, tmp_path, capsys):
+    genius.script[page_path(101)] = ["drip"]
+    argv = ["collect", "--artist", "Mc Invented", "--out", str(tmp_path), "--token", TOKEN, "--min-interval", "0",
+            "--request-timeout", "1.2", "--retries", "0", "--api-root", genius.api_root, "--web-root", genius.web_root]
+    start = time.monotonic()
+    assert main(argv) == 2
+    assert time.monotonic() - start < 1.2 + 1.3
+    error = capsys.readouterr().err.split("\n")[-2]  # after the progress bar, one line
+    assert error.startswith(f"rapgpt collect: error: {genius.web_root}")
+    assert "-lyrics failed 1 time, last with no complete answer within 1.2s: check the network connection" in error
+
+
 def test_a_run_cut_short_keeps_its_songs_and_the_next_run_completes_without_duplicates(genius, tmp_path):
     genius.outage_after_pages = 1  # the web site fails for good after one lyrics page
     with pytest.raises(NetworkError, match="failed 3 times, last with HTTP 500.*try again later.*same command again"):
@@ -367,7 +444,8 @@ def test_an_existing_file_that_is_not_the_artists_lyrics_is_refused_and_kept(gen
 
 
 @pytest.mark.parametrize("options", [{"max_songs": 0}, {"save_every": 0}, {"sort": "date"},
-                                     {"api_root": "file:///etc"}, {"policy": RequestPolicy(retries=-1)}])
+                                     {"api_root": "file:///etc"}, {"policy": RequestPolicy(retries=-1)},
+                                     {"policy": RequestPolicy(request_timeout=0)}])
 def test_bad_options_are_refused(genius, tmp_path, options):
     with pytest.raises(ConfigError):
         run(genius, tmp_path, **options)

@@ -25,7 +25,8 @@ def api_schema():
 
 
 def operations() -> list[str]:
-    return ["GET /health", "GET /metrics", "GET /v1/models", "POST /api/generate", "POST /v1/completions"]
+    return ["GET /health", "GET /metrics", "GET /api/limits", "GET /v1/models", "POST /api/generate",
+            "POST /v1/completions"]
 
 
 def test_the_schema_lists_every_endpoint(api_schema):

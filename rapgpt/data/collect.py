@@ -8,10 +8,11 @@ This talks to the Genius API directly with the standard library rather than thro
 because collecting hundreds of songs per artist needs what that package lacks: it retries only timeouts (a 429
 or a 5xx ends the whole run), it never honours Retry-After nor backs off, and it keeps an artist's songs in memory
 until the end, so an interruption loses everything. Here every request goes through one client that spaces
-requests (`RequestPolicy.min_interval`) and retries timeouts, connection errors, 429 and 5xx with exponential
-backoff, and each artist's file is rewritten atomically every `save_every` songs, so a second run resumes where
-the first stopped without refetching or duplicating a song. `urllib` suffices at one request per half second, so
-collecting adds no dependency.
+requests (`RequestPolicy.min_interval`), gives each a total deadline (`RequestPolicy.request_timeout`) and retries
+timeouts, connection errors, 429, 5xx and broken answers (a JSON body cut off, a lyrics page without its lyrics)
+with exponential backoff; each artist's file is rewritten atomically every `save_every` songs, so a second run
+resumes where the first stopped without refetching or duplicating a song. `urllib` suffices at one request per
+half second, so collecting adds no dependency.
 
 Per song: the artist's song list (`/artists/{id}/songs`, paged) gives the title and lyrics state, the song's API
 record (`/songs/{id}`) the album, release date and instrumental flag, and its web page the lyrics, read from the
@@ -29,27 +30,25 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode, urlsplit
-from urllib.request import Request, urlopen
+from urllib.request import Request
 
 from tqdm import tqdm
 
 from rapgpt import __version__
+from rapgpt.data.collect_config import API_ROOT, SAVE_EVERY, SORTS, TOKEN_ENV, WEB_ROOT, RequestPolicy
+from rapgpt.data.deadline import DeadlineExceeded, fetch
 from rapgpt.errors import ConfigError, DataError, NetworkError
 from rapgpt.fileio import atomic_write_json, read_json
 
-API_ROOT = "https://api.genius.com"
-WEB_ROOT = "https://genius.com"
-TOKEN_ENV = "GENIUS_ACCESS_TOKEN"
 TOKEN_HELP = "create an API client at https://genius.com/api-clients and copy its Client Access Token"
-SORTS = ("popularity", "title")
 SKIP_REASONS = ("not_primary", "non_song", "instrumental", "no_lyrics")
 PER_PAGE = 50  # the largest page the Genius API serves
 
@@ -59,27 +58,7 @@ NON_SONG_TITLE = re.compile(
 )
 INSTRUMENTAL_TITLE = re.compile(r"[(\[]instrumental[)\]]", re.IGNORECASE)
 NOT_IN_FILE_NAME = re.compile(r"[^\w.]")
-
-
-@dataclass(frozen=True)
-class RequestPolicy:
-    """How politely and how stubbornly to talk to Genius. Times are in seconds."""
-
-    min_interval: float = 0.5  # between the starts of two requests
-    timeout: float = 20.0  # for connecting and for each read
-    retries: int = 5  # after the first attempt, on timeouts, connection errors, 429 and 5xx
-    backoff: float = 2.0  # the first retry's delay, doubled for each further one
-    max_backoff: float = 120.0
-    max_retry_after: float = 900.0  # a 429 asking for a longer wait ends the run instead
-
-    def validate(self) -> None:
-        for name in ("min_interval", "backoff", "max_backoff", "max_retry_after"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.timeout <= 0:
-            raise ConfigError(f"timeout must be > 0, got {self.timeout}")
-        if self.retries < 0:
-            raise ConfigError(f"retries must be >= 0, got {self.retries}")
+T = TypeVar("T")
 
 
 @dataclass
@@ -111,11 +90,32 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+class _BrokenAnswer(Exception):
+    """A 200 answer whose body is not what was asked for (cut off, or another site's page): retried like a 5xx."""
+
+
 def _problem(e: BaseException, timeout: float) -> str:
     reason = e.reason if isinstance(e, URLError) else e
+    if isinstance(reason, DeadlineExceeded):
+        return str(reason)
     if isinstance(reason, TimeoutError):
         return f"no answer within {timeout:g}s"
     return f"{type(reason).__name__}: {reason}" if isinstance(reason, BaseException) else str(reason)
+
+
+def _start(raw: bytes, length: int = 40) -> str:
+    """The beginning of an answer, to show what came back."""
+    return repr(raw[:length].decode("utf-8", errors="replace")) + ("..." if len(raw) > length else "")
+
+
+def _api_response(raw: bytes) -> dict[str, Any]:
+    """The `response` object of a Genius API answer."""
+    try:
+        payload = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise _BrokenAnswer(f"HTTP 200 with a {len(raw)}-byte answer that is not JSON ({e}), starting "
+                            f"{_start(raw)}") from e
+    return payload.get("response", payload) if isinstance(payload, dict) else {}
 
 
 class GeniusClient:
@@ -127,24 +127,17 @@ class GeniusClient:
         self.api_root = api_root.rstrip("/")
         self.web_root = web_root.rstrip("/")
         self._last_request = -float("inf")
+        self._answered_well: set[str] = set()  # the roots that have given a good answer in this run
 
     def api(self, path: str, missing_ok: bool = False, **params: Any) -> dict[str, Any] | None:
         """The `response` object of an API call; None for a 404 when `missing_ok`."""
-        url = f"{self.api_root}{path}" + (f"?{urlencode(params)}" if params else "")
+        query = f"?{urlencode(params)}" if params else ""
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
-        raw = self._get(url, headers, missing_ok)
-        if raw is None:
-            return None
-        try:
-            payload = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise NetworkError(f"{url} did not answer JSON ({e}): is the API root right?") from e
-        return payload.get("response", payload) if isinstance(payload, dict) else {}
+        return self._get(self.api_root, path + query, headers, missing_ok, _api_response)
 
-    def page(self, path: str) -> str | None:
-        """The HTML of a genius.com page given its path; None for a 404."""
-        raw = self._get(f"{self.web_root}{path}", {"Accept": "text/html"}, missing_ok=True)
-        return None if raw is None else raw.decode("utf-8", errors="replace")
+    def lyrics(self, path: str) -> str | None:
+        """The lyrics on the genius.com song page at `path`, "" when the page says it has none; None for a 404."""
+        return self._get(self.web_root, path, {"Accept": "text/html"}, True, _page_lyrics)
 
     def _wait_turn(self) -> None:
         wait = self._last_request + self.policy.min_interval - time.monotonic()
@@ -152,15 +145,20 @@ class GeniusClient:
             time.sleep(wait)
         self._last_request = time.monotonic()
 
-    def _get(self, url: str, headers: dict[str, str], missing_ok: bool) -> bytes | None:
+    def _get(self, root: str, path: str, headers: dict[str, str], missing_ok: bool,
+             read: Callable[[bytes], T]) -> T | None:
+        """What `read` makes of the body of the answer to GET `root + path`; `read` raises `_BrokenAnswer` for a
+        body that is not what was asked for, which is retried like a 5xx."""
         policy = self.policy
+        url = root + path
         headers = {"User-Agent": f"rapgpt/{__version__} (lyrics collection)", **headers}
         for attempt in range(policy.retries + 1):
             self._wait_turn()
-            retry_after, answered = 0.0, False
+            retry_after, answered, broken = 0.0, False, False
             try:
-                with urlopen(Request(url, headers=headers), timeout=policy.timeout) as response:
-                    return response.read()
+                answer = read(fetch(Request(url, headers=headers), policy.timeout, policy.request_timeout))
+                self._answered_well.add(root)
+                return answer
             except HTTPError as e:
                 e.close()
                 if e.code == 401:
@@ -175,6 +173,8 @@ class GeniusClient:
                 if retry_after > policy.max_retry_after:
                     raise NetworkError(f"Genius asks to wait {retry_after:.0f}s ({problem}): run the same command "
                                        f"again later, it keeps the songs already saved") from e
+            except _BrokenAnswer as e:
+                problem, answered, broken = str(e), True, True
             except (URLError, OSError, http.client.HTTPException) as e:
                 problem = _problem(e, policy.timeout)
             if attempt < policy.retries:
@@ -183,20 +183,27 @@ class GeniusClient:
                     f"{problem} from {url}; retry {attempt + 1}/{policy.retries} in {delay:.1f}s", file=sys.stderr
                 )
                 time.sleep(delay)
+        tries = policy.retries + 1
+        failed = f"{url} failed {tries} time{'s' if tries > 1 else ''}, last with {problem}"
+        if broken and root not in self._answered_well:  # wrong from the first answer on: likely not Genius at all
+            option = "--api-root" if root == self.api_root else "--web-root"
+            raise NetworkError(f"{failed}: is {option} right? It is {root}")
         hint = "the server keeps failing, try again later" if answered else "check the network connection"
-        raise NetworkError(f"{url} failed {policy.retries + 1} times, last with {problem}: {hint}; running the same "
-                           f"command again keeps the songs already saved")
+        raise NetworkError(f"{failed}: {hint}; running the same command again keeps the songs already saved")
 
 
 class _LyricsParser(HTMLParser):
     """Collects the text of each `data-lyrics-container` div: <br> becomes a newline, and elements Genius marks
-    `data-exclude-from-selection` (headers, inline adverts) are left out."""
+    `data-exclude-from-selection` (headers, inline adverts) are left out. A page without lyrics has instead an
+    element whose class starts with `LyricsPlaceholder` ("This song is an instrumental", "... yet to be
+    released"), so a page with neither is not a whole song page."""
 
     VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.containers: list[list[str]] = []
+        self.placeholder = False
         self.depth = 0  # open elements inside the current container, counting the container itself
         self.excluded_depth = 0  # open elements inside the current excluded element, counting it
 
@@ -206,6 +213,8 @@ class _LyricsParser(HTMLParser):
             if tag == "div" and attributes.get("data-lyrics-container") == "true":
                 self.depth = 1
                 self.containers.append([])
+            elif any(name.startswith("LyricsPlaceholder") for name in (attributes.get("class") or "").split()):
+                self.placeholder = True
             return
         if tag == "br" and not self.excluded_depth:
             self.containers[-1].append("\n")
@@ -224,15 +233,32 @@ class _LyricsParser(HTMLParser):
         if self.depth and not self.excluded_depth:
             self.containers[-1].append(data)
 
+    def lyrics(self) -> str:
+        """The containers' text joined by newlines; "" when there are none."""
+        blocks = [text for text in ("".join(parts).strip("\n") for parts in self.containers) if text.strip()]
+        # A container that opens a section ("[Chorus]") starts a stanza, but the page has no line break before it.
+        return "".join(("\n\n" if b.startswith("[") else "\n") * (i > 0) + b for i, b in enumerate(blocks)).strip()
 
-def lyrics_from_html(html: str) -> str:
-    """The lyrics on a Genius song page, its containers joined by newlines; "" when the page has none."""
+
+def _parse(html: str) -> _LyricsParser:
     parser = _LyricsParser()
     parser.feed(html)
     parser.close()
-    blocks = [text for text in ("".join(parts).strip("\n") for parts in parser.containers) if text.strip()]
-    # A container that opens a section ("[Chorus]") starts a stanza, but the page has no line break before it.
-    return "".join(("\n\n" if b.startswith("[") else "\n") * (i > 0) + b for i, b in enumerate(blocks)).strip()
+    return parser
+
+
+def lyrics_from_html(html: str) -> str:
+    """The lyrics on a Genius song page, its containers joined by newlines; "" when the page has none."""
+    return _parse(html).lyrics()
+
+
+def _page_lyrics(raw: bytes) -> str:
+    """The lyrics of a song page; "" when the page says the song has none."""
+    parser = _parse(raw.decode("utf-8", errors="replace"))
+    if not parser.containers and not parser.placeholder:
+        raise _BrokenAnswer(f"HTTP 200 with a {len(raw)}-byte page that has neither lyrics nor a note that it has "
+                            f"none, starting {_start(raw)}")
+    return parser.lyrics()
 
 
 def artist_file(out: Path, name: str) -> Path:
@@ -307,8 +333,7 @@ def _fetch_song(client: GeniusClient, item: dict[str, Any]) -> dict[str, Any] | 
     record = (client.api(f"/songs/{item['id']}", missing_ok=True) or {}).get("song") or item
     if record.get("instrumental"):
         return "instrumental"
-    html = client.page(record.get("path") or item["path"])
-    lyrics = lyrics_from_html(html) if html else ""
+    lyrics = client.lyrics(record.get("path") or item["path"])
     if not lyrics:
         return "no_lyrics"
     if _normalize(lyrics) == "instrumental":
@@ -317,7 +342,7 @@ def _fetch_song(client: GeniusClient, item: dict[str, Any]) -> dict[str, Any] | 
 
 
 def collect_artist(client: GeniusClient, artist: dict[str, Any], out: Path, max_songs: int | None = None,
-                   include_features: bool = False, sort: str = "popularity", save_every: int = 20,
+                   include_features: bool = False, sort: str = SORTS[0], save_every: int = SAVE_EVERY,
                    progress: bool = True) -> ArtistSummary:
     """Add the artist's songs not yet in its file, up to `max_songs` in the file; the file is rewritten atomically
     every `save_every` new songs and when the collection ends, however it ends."""
@@ -358,8 +383,8 @@ def collect_artist(client: GeniusClient, artist: dict[str, Any], out: Path, max_
 
 
 def collect(artists: Sequence[str], out: str | Path, max_songs: int | None = None, token: str | None = None, *,
-            include_features: bool = False, sort: str = "popularity", save_every: int = 20,
-            policy: RequestPolicy = RequestPolicy(), api_root: str = API_ROOT, web_root: str = WEB_ROOT,
+            include_features: bool = False, sort: str = SORTS[0], save_every: int = SAVE_EVERY,
+            policy: RequestPolicy | None = None, api_root: str = API_ROOT, web_root: str = WEB_ROOT,
             progress: bool = True) -> list[ArtistSummary]:
     """Collect each artist's lyrics from Genius into `out/Lyrics_<Artist>.json`, resuming earlier runs.
 
@@ -380,6 +405,7 @@ def collect(artists: Sequence[str], out: str | Path, max_songs: int | None = Non
     for root in (api_root, web_root):
         if urlsplit(root).scheme not in ("http", "https"):
             raise ConfigError(f"not an http(s) URL: {root!r}")
+    policy = policy or RequestPolicy()
     policy.validate()
     out = Path(out)
     if out.exists() and not out.is_dir():
