@@ -132,10 +132,11 @@ def test_a_missing_path_is_not_looked_up_on_the_hub(offline_cache, tmp_path):
 
 
 class FakeHub:
-    """A Hub on loopback serving model repositories {repo_id: {file name: bytes}} at one commit each."""
+    """A Hub on loopback serving model repositories {repo_id: {file name: bytes}} at one commit each; the `gated`
+    ones refuse a client without access, as the Hub does."""
 
-    def __init__(self, repos: dict[str, dict[str, bytes]], commit: str):
-        self.repos, self.commit, self.downloads = repos, commit, []
+    def __init__(self, repos: dict[str, dict[str, bytes]], commit: str, gated: tuple[str, ...] = ()):
+        self.repos, self.commit, self.gated, self.downloads = repos, commit, gated, []
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -149,6 +150,8 @@ class FakeHub:
                 repo_id, _, rest = self.path.lstrip("/").partition("/resolve/")
                 revision, _, name = rest.partition("/")
                 files = hub.repos.get(repo_id)
+                if repo_id in hub.gated:
+                    return self.refuse(403, "GatedRepo")
                 if files is None:
                     return self.refuse(401, "RepoNotFound")
                 if revision not in ("main", hub.commit):
@@ -192,18 +195,22 @@ class FakeHub:
 def test_a_hub_id_downloads_only_what_it_reads_then_works_offline(tmp_path, hf_gpt2):
     files = saved_files(hf_gpt2, tmp_path / "saved")
     extra = {"pytorch_model.bin": b"the same weights, pickled", "tf_model.h5": b"TensorFlow's copy", "README.md": b"#"}
-    hub = FakeHub({"someone/tiny-gpt2": {**files, **extra}}, COMMIT_A)
+    hub = FakeHub({"someone/tiny-gpt2": {**files, **extra}}, COMMIT_A, gated=("someone/gated-gpt2",))
     home = tmp_path / "home"
     with hub.running() as endpoint:
         done = rapgpt("import-hf", "someone/tiny-gpt2", "--out", str(tmp_path / "run"),
                       env={"HF_HOME": str(home), "HF_ENDPOINT": endpoint})
         unknown = rapgpt("import-hf", "someone/nothing-here", "--out", str(tmp_path / "run2"),
                          env={"HF_HOME": str(home), "HF_ENDPOINT": endpoint})
+        gated = rapgpt("import-hf", "someone/gated-gpt2", "--out", str(tmp_path / "run2"),
+                       env={"HF_HOME": str(home), "HF_ENDPOINT": endpoint})
     assert done.returncode == 0, done.stderr
     assert sorted(hub.downloads) == ["config.json", "model.safetensors"]
     assert assert_same_logits(hf_gpt2, tmp_path / "run")["imported_from"]["hub"]["commit"] == COMMIT_A
     assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
     assert "someone/nothing-here is neither a directory nor a model on the Hugging Face Hub" in unknown.stderr
+    assert gated.returncode == 2 and gated.stderr.count("\n") == 1
+    assert "someone/gated-gpt2 is gated on the Hub" in gated.stderr and "HF_TOKEN" in gated.stderr
 
     again = rapgpt("import-hf", "someone/tiny-gpt2", "--out", str(tmp_path / "run3"),
                    env={"HF_HOME": str(home), "HF_HUB_OFFLINE": "1"})
