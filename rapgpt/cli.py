@@ -20,11 +20,12 @@ from rapgpt import __version__
 from rapgpt.data.clean import CleanOptions
 from rapgpt.data.collect_config import API_ROOT, SAVE_EVERY, SORTS, TOKEN_ENV, WEB_ROOT, RequestPolicy
 from rapgpt.data.config import PrepareConfig
-from rapgpt.errors import RapgptError
+from rapgpt.errors import ConfigError, RapgptError
 from rapgpt.evaluate.config import EvalConfig
 from rapgpt.generate.params import GenerateConfig, SamplingParams, unescape
 from rapgpt.interop import EXPORT_FORMATS
 from rapgpt.options import add_flags, flags_given, from_args
+from rapgpt.quickstart import QuickstartConfig
 from rapgpt.serve.config import ServeConfig
 from rapgpt.training.config import FinetuneConfig, PretrainConfig
 
@@ -48,10 +49,10 @@ class Command:
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows an option's default only when it says something: not for None, False or an empty list."""
+    """Shows an option's default only when it says something: not for None, False, an empty list or text."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False or action.default == []:
+        if action.default is None or action.default is False or action.default in ([], ""):
             return action.help
         return super()._get_help_string(action)
 
@@ -64,11 +65,10 @@ def _force(output: str) -> Arg:
     return arg("--force", action="store_true", help=f"replace {output} if it exists")
 
 
-def _quickstart(args: argparse.Namespace) -> None:
+def _quickstart(args: argparse.Namespace, config: QuickstartConfig) -> None:
     from rapgpt.quickstart import quickstart
 
-    quickstart(args.out, args.artist, args.train_minutes, args.finetune_minutes, args.prompt,
-               evaluate=args.evaluate, serve=args.serve, port=args.port, force=args.force)
+    quickstart(args.out, config, force=args.force)
 
 
 def _collect(args: argparse.Namespace) -> None:
@@ -83,9 +83,15 @@ def _collect(args: argparse.Namespace) -> None:
 
 def _prepare(args: argparse.Namespace, config: PrepareConfig, clean: CleanOptions) -> None:
     from rapgpt.data.dataset import TokenDataset
+    from rapgpt.data.dryrun import dry_run, format_dry_run
     from rapgpt.data.prepare import prepare
     from rapgpt.data.stats import format_stats
 
+    if args.dry_run:
+        print(format_dry_run(dry_run(args.sources, config, clean, progress=not args.no_progress)))
+        return
+    if args.out is None:
+        raise ConfigError("--out DIR is required: name the dataset directory to write (or pass --dry-run)")
     out = prepare(args.sources, args.out, **asdict(config), clean=clean, force=args.force,
                   progress=not args.no_progress)
     print(format_stats(TokenDataset(out).meta["stats"]))
@@ -169,15 +175,8 @@ COMMANDS: list[Command] = [
         "Prepare the bundled sample corpus with one artist held out, pretrain a small character model on the "
         "others, fine-tune a LoRA adapter on that artist, print lyrics from both, write an evaluation report and "
         "serve both models in the browser. Everything lands in --out, as the individual commands would write it.",
-        _quickstart, args=(
+        _quickstart, (QuickstartConfig,), (
             arg("--out", default="runs/quickstart", help="directory for the datasets, runs and report"),
-            arg("--artist", default="verbose-vance", help="the sample artist held out and fine-tuned on"),
-            arg("--train-minutes", type=float, default=3.0, help="wall-clock budget of the pretraining"),
-            arg("--finetune-minutes", type=float, default=1.0, help="wall-clock budget of the fine-tuning"),
-            arg("--prompt", default="", help="the start of the lyrics generated at the end (empty: a new song)"),
-            arg("--no-eval", dest="evaluate", action="store_false", help="skip the evaluation report"),
-            arg("--no-serve", dest="serve", action="store_false", help="stop after the report instead of serving"),
-            arg("--port", type=int, default=ServeConfig.port, help="port to serve on (127.0.0.1)"),
             arg("--force", action="store_true", help="replace --out if it exists"),
         ),
     ),
@@ -219,7 +218,9 @@ COMMANDS: list[Command] = [
         "tokenizer.json and meta.json. Prints the dataset's statistics.",
         _prepare, (PrepareConfig, CleanOptions), (
             arg("sources", nargs="*", metavar="SOURCE", help="lyric files or folders (default: the sample corpus)"),
-            arg("--out", required=True, metavar="DIR", help="the dataset directory to write"),
+            arg("--out", metavar="DIR", help="the dataset directory to write (required unless --dry-run)"),
+            arg("--dry-run", action="store_true", help="read and clean the sources and print what would be kept of "
+                "each (format, songs, artists, words, drops, excerpts), writing nothing"),
             _force("DIR"),
             arg("--no-progress", action="store_true", help="hide the progress bars"),
         ),

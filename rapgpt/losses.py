@@ -15,6 +15,12 @@ import torch
 CHUNK_LOGITS = 1 << 20  # 4 MB of fp32 logits, within a CPU's last-level cache (21 rows of GPT-2's vocabulary)
 
 
+def _known_all_valid(valid: torch.Tensor) -> bool:
+    """Whether every target counts, when knowing it is free. Skipping the mask then saves a pass over the logits,
+    but knowing means reading the device: done on the CPU only; an accelerator always masks, never waiting."""
+    return valid.device.type == "cpu" and bool(valid.all())
+
+
 class LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -26,9 +32,7 @@ class LinearCrossEntropy(torch.autograd.Function):
             valid = targets != -1
             count = valid.sum().clamp(min=1)
             safe = targets.clamp(min=0)[:, None]
-            # Skipping the mask when every target counts saves a pass over the logits, but knowing it means reading
-            # the device: done on the CPU only, where reading costs nothing; an accelerator always masks.
-            all_valid = x.device.type == "cpu" and bool(valid.all())
+            all_valid = _known_all_valid(valid)
             loss = torch.zeros((), dtype=torch.promote_types(dtype, torch.float32), device=x.device)
             step = max(1, CHUNK_LOGITS // grad.size(1))
             for start in range(0, grad.size(0), step):

@@ -85,13 +85,14 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, title: str | None = No
             group.add_argument(flag_name(name), action=argparse.BooleanOptionalAction, **kwargs)
             continue
         kwargs["type"] = meta.get("parse") or (str if kind is tuple else kind)
-        kwargs["metavar"] = meta.get("metavar") or {int: "N", float: "X"}.get(kind, "NAME")
         if kind is tuple:
             kwargs["action" if meta.get("repeat") else "nargs"] = "append" if meta.get("repeat") else "+"
         else:
             kwargs["choices"] = meta.get("choices")
             if meta.get("optional_value") is not None:
                 kwargs.update(nargs="?", const=meta["optional_value"])
+        if meta.get("metavar") or not kwargs.get("choices"):  # else argparse shows the choices: {fp32,bf16,fp16}
+            kwargs["metavar"] = meta.get("metavar") or {int: "N", float: "X"}.get(kind, "NAME")
         group.add_argument(flag_name(name), **kwargs)
 
 

@@ -9,15 +9,13 @@ models in the browser. Every step is the same function a command runs, so the ru
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rapgpt.errors import ConfigError
+from rapgpt.options import setting
 from rapgpt.serve.config import ServeConfig
 from rapgpt.training.config import FinetuneConfig, PretrainConfig
-
-DEFAULT_ARTIST = "verbose-vance"
-DEFAULT_PROMPT = ""  # the start of a song: the model writes from the end-of-text token
 
 # A model that learns the sample corpus's spelling and line shapes within minutes on two cores: smaller and with
 # a shorter context than char-10m, trained with a large learning rate and some dropout for the small corpus.
@@ -28,26 +26,34 @@ QUICK_MODEL = PretrainConfig(
 QUICK_ADAPTER = FinetuneConfig(batch_size=32, lr=3e-3, warmup_steps=10, eval_interval=50)
 
 
-def quickstart(
-    out: str | Path = "runs/quickstart",
-    artist: str = DEFAULT_ARTIST,
-    train_minutes: float = 3.0,
-    finetune_minutes: float = 1.0,
-    prompt: str = DEFAULT_PROMPT,
-    evaluate: bool = True,
-    serve: bool = True,
-    port: int = ServeConfig.port,
-    force: bool = False,
-) -> Path:
-    """Run the pipeline into `out` and return it; with `serve`, end by serving both models until interrupted."""
+@dataclass(frozen=True)
+class QuickstartConfig:
+    artist: str = setting("verbose-vance", "the sample artist held out and fine-tuned on")
+    train_minutes: float = setting(3.0, "wall-clock budget of the pretraining", metavar="MINUTES")
+    finetune_minutes: float = setting(1.0, "wall-clock budget of the fine-tuning", metavar="MINUTES")
+    # Empty: the start of a song (the model writes from the end-of-text token).
+    prompt: str = setting("", "the start of the lyrics generated at the end (empty: a new song)", metavar="TEXT")
+    evaluate: bool = setting(True, "write the evaluation report (--no-eval skips it)", name="eval")
+    serve: bool = setting(True, "serve both models at the end (--no-serve stops after the report)")
+    port: int = setting(ServeConfig.port, "port to serve on (127.0.0.1)")
+
+    def __post_init__(self) -> None:
+        if not (self.train_minutes > 0 and self.finetune_minutes > 0):
+            raise ConfigError("--train-minutes and --finetune-minutes must be positive")
+
+
+def quickstart(out: str | Path = "runs/quickstart", config: QuickstartConfig | None = None,
+               force: bool = False) -> Path:
+    """Run the pipeline into `out` and return it; with `config.serve`, end by serving both models until interrupted."""
     from rapgpt.data.prepare import prepare
     from rapgpt.generate import SamplingParams
     from rapgpt.generate.command import generate_command
     from rapgpt.training.finetune import finetune
     from rapgpt.training.loop import pretrain
 
-    if train_minutes <= 0 or finetune_minutes <= 0:
-        raise ConfigError("--train-minutes and --finetune-minutes must be positive")
+    config = config or QuickstartConfig()
+    artist, prompt, port = config.artist, config.prompt, config.port
+    train_minutes, finetune_minutes = config.train_minutes, config.finetune_minutes
     out = Path(out)
     if out.exists():
         if not force:
@@ -73,15 +79,18 @@ def quickstart(
         generate_command(base, prompt, params, adapter=adapter_dir)
         print()
 
-    if evaluate:
+    if config.evaluate:
         from rapgpt.evaluate.config import EvalConfig
         from rapgpt.evaluate.run import evaluate as evaluate_run
+        from rapgpt.serve.judge import DB_NAME
 
         _step("5/5 evaluating the base model and the adapter")
+        # The report's excerpts also fill the pool of the studio's "Real or model?" page (the server's default).
         report = evaluate_run(base, all_data, out / "report", adapter=adapter, config=EvalConfig(
-            artist=artist, num_samples=2, max_new_tokens=200, reference_chunks=120, chunk_lines=4))
+            artist=artist, num_samples=2, max_new_tokens=200, reference_chunks=120, chunk_lines=4,
+            judge_db=str(base / DB_NAME)))
         print(f"report written to {report}")
-    if serve:
+    if config.serve:
         from rapgpt.serve.server import serve as serve_models
 
         _step("serving both models (Ctrl-C to stop)")

@@ -39,6 +39,29 @@ def test_genius_header_keeps_lyrics_glued_to_it():
     assert strip_genius_noise("9 ContributorsOrbit LyricsCount it off\nOne two", "Orbit") == "Count it off\nOne two"
 
 
+@pytest.mark.parametrize(
+    ("page", "title"),
+    [
+        (f"TranslationsEspañolPortuguêsEnglishHarbor Wall Lyrics[Verse 1]\n{LINES}", "Harbor Wall"),
+        (f"TranslationsFrançaisHarbor Wall Lyrics\n[Verse 1]\n{LINES}", ""),
+        (f"Harbor Wall Lyrics[Verse 1]\n{LINES}", "Harbor Wall"),
+        (f"Harbor Wall Lyrics[Verse 1]\n{LINES}", ""),
+        (f"4 Contributors\nHarbor Wall Lyrics\n[Verse 1]\n{LINES}", "Harbor Wall"),
+    ],
+    ids=["menu", "menu-untitled", "title-glued", "title-glued-untitled", "count-alone"],
+)
+def test_genius_page_header_is_removed_without_a_contributor_count(page, title):
+    assert strip_genius_noise(page, title).strip() == f"[Verse 1]\n{LINES}"
+
+
+def test_genius_page_headers_are_removed_in_the_middle_of_a_file():
+    first, second = "3 ContributorsFirst Lyrics[Intro]", "12 ContributorsTranslationsDeutschSecond Lyrics[Hook]"
+    pages = f"{first}\n{LINES}\n\n{second}\n{LINES}"
+    assert strip_genius_noise(pages) == f"[Intro]\n{LINES}\n\n[Hook]\n{LINES}"
+    switched_off = clean_lyrics(pages, CleanOptions(genius_noise=False))
+    assert "Second Lyrics" in switched_off and "12 Contributors" in switched_off
+
+
 def test_you_might_also_like_is_removed_wherever_it_is_glued():
     page = "One line\nYou might also like\nTwo lineYou might also likeThree line\nYou might also likeFour\nFive7Embed"
     assert strip_genius_noise(page) == "One line\nTwo line\nThree line\nFour\nFive"
@@ -65,6 +88,20 @@ def test_genius_noise_leaves_ordinary_lyrics_alone():
 )  # fmt: skip
 def test_section_tag_lines_are_removed(tag):
     assert strip_section_tags(f"{LINES}\n{tag}\nLast line") == f"{LINES}\nLast line"
+
+
+def test_section_headers_broken_over_several_lines_are_removed_whole():
+    text = (
+        "[Verse 2: Comet Ames & \nDusty Furrow\n]\nPaper lantern on the harbor wall\n"
+        "[Chorus: Comet Ames, \nVelvet Quarry\n & \nBoth\n]\nCopper river never stops to call\n"
+        "[Bridge: Comet Ames &\nDusty Furrow]Neon orbit, velvet static hum"
+    )
+    assert strip_section_tags(text) == (
+        "Paper lantern on the harbor wall\nCopper river never stops to call\nNeon orbit, velvet static hum"
+    )
+    assert "Dusty Furrow" in clean_lyrics(text, CleanOptions(section_tags=False))
+    lyric = "[Comet counting down\nten nine eight]\n(Hook, the one they sing\nall night)"  # not headers: kept
+    assert strip_section_tags(lyric) == lyric
 
 
 def test_inline_tags_and_repeat_marks_are_removed():

@@ -231,5 +231,5 @@ def test_settings_flags_take_their_defaults_from_the_dataclass_alone(command):
         for field in dataclasses.fields(cls):
             action = actions[flag_name(public_name(field))]
             assert action.default is argparse.SUPPRESS  # nothing but the dataclass supplies the default
-            if field.default not in (None, False, ()):
+            if field.default not in (None, False, (), ""):
                 assert "(default: " in action.help

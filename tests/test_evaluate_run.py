@@ -55,7 +55,8 @@ def fake_generations(model, tokenizer, prompts, num_samples, max_new_tokens, see
 def test_evaluate_writes_the_report_with_intrinsic_scores_and_a_cached_index(setup, monkeypatch):
     monkeypatch.setattr(run, "generate_texts", fake_generations)
     monkeypatch.setattr(run, "load_adapted", lambda model, adapter, device: run.load_run(model, device)[:2])
-    config = EvalConfig(artist="Harbor Saint", num_samples=2, cache_dir=str(setup / "cache"))
+    config = EvalConfig(artist="Harbor Saint", num_samples=2, cache_dir=str(setup / "cache"),
+                        reference_model=str(setup / "run"), judge_db=str(setup / "judge.sqlite"))
     out = run.evaluate(setup / "run", setup / "data", setup / "out", adapter=setup / "run", config=config)
     report = json.loads((setup / "out" / "report.json").read_text())
     assert out.read_text().startswith("# Evaluation: Harbor Saint")
@@ -65,6 +66,10 @@ def test_evaluate_writes_the_report_with_intrinsic_scores_and_a_cached_index(set
     assert len(report["models"]["base"]["samples"]) == 2 * len(run.read_prompts())
     assert len(list((setup / "cache").glob("ngrams-*.npy"))) == 1
     assert len(list((setup / "cache").glob("embeddings-*.npz"))) == 1
+    assert report["fluency"]["reference_model"] == str(setup / "run")
+    assert report["models"]["base"]["samples"][0]["reference_logprob"] < 0
+    pooled = {t["source"]: t["excerpts"] for t in report["judge"]["sources"]}
+    assert pooled[f"base ({setup / 'run'})"] == len(run.read_prompts())  # a prompt's two samples are one text
 
 
 def test_cli_reports_a_missing_dataset_in_one_line(setup, capsys):

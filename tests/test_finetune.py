@@ -14,7 +14,7 @@ from rapgpt.errors import DataError
 from rapgpt.lora import load_adapted_run
 from rapgpt.training.batches import eval_windows
 from rapgpt.training.config import FinetuneConfig, PretrainConfig
-from rapgpt.training.evaluate import evaluate
+from rapgpt.training.evaluate import evaluate_splits
 from rapgpt.training.finetune import finetune
 from rapgpt.training.loop import pretrain
 from rapgpt.training.metrics import read_metrics
@@ -60,7 +60,7 @@ def test_finetune_trains_the_adapter_alone_from_the_base_models_loss(base_run, t
     base, _, _ = load_run(base_run)
     windows = {split: eval_windows(TokenDataset(data).tokens(split), 16, 8, FinetuneConfig().seed, split)
                for split in ("train", "val")}
-    expected = evaluate(base, windows, 4, Runtime(torch.device("cpu"), "fp32"))
+    expected = evaluate_splits(base, windows, 4, Runtime(torch.device("cpu"), "fp32"))
     assert records[0]["val_loss"] == pytest.approx(expected["val_loss"], rel=1e-6)
     assert records[-1]["val_loss"] < records[0]["val_loss"] - 0.2
     # The base run is untouched, and the saved adapter holds LoRA tensors only.
@@ -70,7 +70,7 @@ def test_finetune_trains_the_adapter_alone_from_the_base_models_loss(base_run, t
     assert (tmp_path / "lora" / "best" / "adapter.safetensors").is_file()
     # Loaded onto the base, the adapter gives the loss that the run measured last.
     adapted, _, _ = load_adapted_run(base_run, tmp_path / "lora")
-    assert evaluate(adapted, windows, 4, Runtime(torch.device("cpu"), "fp32"))["val_loss"] == pytest.approx(
+    assert evaluate_splits(adapted, windows, 4, Runtime(torch.device("cpu"), "fp32"))["val_loss"] == pytest.approx(
         records[-1]["val_loss"], rel=1e-5
     )
 

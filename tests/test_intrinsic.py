@@ -81,7 +81,7 @@ def test_characters_of_bpe_tokens_count_the_decoded_text():
 
 
 def test_training_evaluations_score_windows_as_rapgpt_eval_does(dataset):
-    from rapgpt.training.evaluate import evaluate
+    from rapgpt.training.evaluate import evaluate_splits
     from rapgpt.training.runtime import Runtime
 
     torch.manual_seed(0)
@@ -89,7 +89,7 @@ def test_training_evaluations_score_windows_as_rapgpt_eval_does(dataset):
     stream = token_stream(dataset, "val")[: 3 * 8 + 1]  # three whole windows
     windows = torch.stack([torch.from_numpy(stream[s : s + 9].astype(np.int64)) for s in (0, 8, 16)])
     cpu = Runtime(torch.device("cpu"), "fp32")
-    trained = evaluate(model.eval(), {"val": (windows[:, :-1], windows[:, 1:])}, 2, cpu)
+    trained = evaluate_splits(model.eval(), {"val": (windows[:, :-1], windows[:, 1:])}, 2, cpu)
     scored = intrinsic(model, dataset.tokenizer, stream, max_tokens=None)
     assert trained["val_loss"] == pytest.approx(scored.loss, rel=1e-12)
     assert trained["val_acc"] == scored.accuracy and scored.tokens == 24

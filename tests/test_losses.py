@@ -51,3 +51,16 @@ def test_ignored_rows_add_nothing_even_when_their_logits_are_extreme():
     expected = F.cross_entropy(x.detach() @ w.detach().t(), torch.tensor([-1, 2]), ignore_index=-1)
     assert torch.isfinite(loss) and loss.item() == pytest.approx(expected.item(), rel=1e-6)
     assert torch.all(torch.isfinite(x.grad)) and torch.all(x.grad[0] == 0)
+
+
+def test_the_accelerator_path_that_always_masks_gives_the_same_loss_and_gradients(monkeypatch):
+    torch.manual_seed(1)
+    x = torch.randn(10, 16, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(50, 16, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 50, (10,))  # every target counts: the CPU skips the mask
+    linear_cross_entropy(x, w, t).backward()
+    skipped = x.grad.clone(), w.grad.clone()
+    x.grad = w.grad = None
+    monkeypatch.setattr("rapgpt.losses._known_all_valid", lambda valid: False)  # as on a GPU: no host read
+    linear_cross_entropy(x, w, t).backward()
+    assert torch.equal(skipped[0], x.grad) and torch.equal(skipped[1], w.grad)

@@ -11,7 +11,9 @@ from rapgpt.cli import main
 from rapgpt.data import sample_corpus_dir
 from rapgpt.data.clean import CleanOptions, clean_lyrics
 from rapgpt.data.dataset import DatasetWriter, TokenDataset
+from rapgpt.data.dedupe import fingerprint
 from rapgpt.data.prepare import artist_key, prepare
+from rapgpt.data.split import split_scores
 from rapgpt.data.tokenizer import CharTokenizer, GPT2Tokenizer
 from rapgpt.errors import ConfigError, DataError
 
@@ -53,6 +55,9 @@ def test_prepared_dataset_decodes_back_to_the_cleaned_songs(tmp_path):
     stats, meta = ds.meta["stats"], ds.meta
     assert stats["dropped"] == {"exact duplicate": 1, "near duplicate": 1, "too short (< 30 words)": 1}
     assert (stats["train"]["songs"], stats["val"]["songs"]) == (18, 6)
+    val_keys = [fingerprint(text).key for text in decoded_songs(ds, "val")]
+    train_keys = [fingerprint(text).key for text in decoded_songs(ds, "train")]
+    assert (split_scores(val_keys, 3) < 0.25).all() and (split_scores(train_keys, 3) >= 0.25).all()
     assert stats["train"]["tokens"] == meta["tokens"]["train"] == len(ds.tokens("train"))
     assert stats["total"]["words"] == sum(len(t.split()) for t in songs.values())
     assert ds.tokens("train")[-1] == ds.tokenizer.eot_id and ds.tokens("train").dtype == np.uint16
@@ -68,6 +73,41 @@ def test_split_is_by_song_and_no_song_text_is_on_both_sides(tmp_path):
     assert len(train) + len(val) == 32 and val
     assert not set(train) & set(val)
     assert all(line not in "\n".join(train).split("\n") for text in val for line in text.split("\n"))
+
+
+def test_a_songs_split_is_the_same_in_the_full_dataset_and_in_artist_subsets(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", songs_per_artist=20, duplicates=False)
+
+    def sides(**kwargs) -> dict[str, str]:
+        ds = run(corpus, tmp_path / f"ds-{len(list(tmp_path.iterdir()))}", val_fraction=0.3, **kwargs)
+        return {s.title: split for split in ("train", "val") for s in ds.songs(split)}
+
+    full = sides()
+    assert 0 < list(full.values()).count("val") < len(full)
+    for subset in (sides(artists=[ARTISTS[1]]), sides(exclude_artists=[ARTISTS[0]])):
+        assert subset and {title: full[title] for title in subset} == subset
+        assert "val" in subset.values()
+
+
+def test_a_single_file_catalogue_is_split_in_chunks_at_blank_lines(tmp_path):
+    path = tmp_path / "catalogue.txt"
+    text = "\n\n".join(invented_song(seed) for seed in range(60))  # single blank lines: read as one song
+    path.write_text(text)
+    ds = run(path, tmp_path / "ds", val_fraction=0.2)
+    parts = {
+        s.title: chunk for split in ("train", "val") for s, chunk in zip(ds.songs(split), decoded_songs(ds, split))
+    }
+    assert len(parts) == 6 and ds.songs("val")  # 60 stanzas of 48 words: chunks of 9 stanzas, the last one of 15
+    assert "\n\n".join(parts[f"catalogue #1 (part {i})"] for i in range(1, 7)) == text  # cut at blank lines only
+    assert ds.meta["stats"]["split_fallback"].startswith("a single song: cut into 6 chunks at blank lines")
+
+
+def test_a_single_song_that_cannot_be_cut_is_refused_naming_separator(tmp_path):
+    path = tmp_path / "one.txt"
+    path.write_text(invented_song(1, lines=40))
+    with pytest.raises(DataError, match="a single song after cleaning.*--separator"):
+        run(path, tmp_path / "ds")
+    assert TokenDataset(prepare([path], tmp_path / "ds", val_fraction=0.0, workers=1, progress=False)).songs()
 
 
 def test_output_does_not_depend_on_the_number_of_workers(tmp_path):
@@ -95,13 +135,13 @@ def test_char_vocabulary_comes_from_the_training_songs_only(tmp_path):
     ds = run(corpus, tmp_path / "probe", val_fraction=0.2)
     val_title = ds.songs("val")[0].title
     [path] = [p for p in corpus.rglob("*.txt") if p.read_text().startswith(f"# {val_title}\n")]
-    path.write_text(path.read_text().replace("\n7Embed", "\nlantern ZQ@ orbit\n7Embed"))
+    path.write_text(path.read_text().replace("\n7Embed", " ~^@\n7Embed"))
     ds = run(corpus, tmp_path / "ds", val_fraction=0.2)
-    assert ds.songs("val")[0].title == val_title  # the split depends on the songs, not on their characters
+    assert ds.songs("val")[0].title == val_title  # the split depends on the songs' words, not on punctuation
     assert isinstance(ds.tokenizer, CharTokenizer)
-    assert not {"Z", "Q", "@"} & set(ds.tokenizer.chars)
-    assert ds.meta["stats"]["unknown_chars"] == {"count": 3, "chars": "@QZ"}
-    assert "lantern \ufffd\ufffd\ufffd orbit" in decoded_songs(ds, "val")[0]
+    assert not {"~", "^", "@"} & set(ds.tokenizer.chars)
+    assert ds.meta["stats"]["unknown_chars"] == {"count": 3, "chars": "@^~"}
+    assert " \ufffd\ufffd\ufffd\n" in decoded_songs(ds, "val")[0] + "\n"
 
 
 def test_artist_selection_with_a_base_vocabulary(tmp_path):
@@ -143,8 +183,8 @@ def test_corpus_empty_after_cleaning_is_refused(tmp_path):
 
 def test_bad_options_fail_before_any_work(tmp_path):
     corpus = write_corpus(tmp_path / "corpus", duplicates=False)
-    with pytest.raises(ConfigError, match="unknown tokenizer 'bpe'"):
-        run(corpus, tmp_path / "ds", tokenizer="bpe")
+    with pytest.raises(ConfigError, match="unknown tokenizer 'wordpiece'"):
+        run(corpus, tmp_path / "ds", tokenizer="wordpiece")
     with pytest.raises(ConfigError, match="--val-fraction"):
         run(corpus, tmp_path / "ds", val_fraction=1.5)
     with pytest.raises(ConfigError, match="--workers"):
@@ -217,7 +257,7 @@ def test_cli_prepares_and_prints_the_statistics(tmp_path, capsys):
     meta = json.loads((tmp_path / "ds" / "meta.json").read_text())
     assert meta["options"]["clean"] == {**meta["options"]["clean"], "min_words": 3, "near_dedupe": False,
                                         "urls": False, "genius_noise": True}  # fmt: skip
-    assert meta["songs"] == {"train": 21, "val": 5}  # the near duplicate and the skit are kept now
+    assert meta["songs"]["train"] + meta["songs"]["val"] == 26  # the near duplicate and the skit are kept now
     assert main(argv) == 2
     assert capsys.readouterr().err.strip().endswith("(pass --force to replace it)")
 

@@ -1,11 +1,12 @@
 from rapgpt.checkpoint import load_run
 from rapgpt.data.dataset import TokenDataset
 from rapgpt.lora import load_adapted_run
-from rapgpt.quickstart import quickstart
+from rapgpt.quickstart import QuickstartConfig, quickstart
 
 
 def test_quickstart_runs_the_pipeline_on_the_sample_corpus(tmp_path, capsys):
-    out = quickstart(tmp_path / "qs", train_minutes=0.05, finetune_minutes=0.03, evaluate=False, serve=False)
+    out = quickstart(tmp_path / "qs", QuickstartConfig(train_minutes=0.05, finetune_minutes=0.03, evaluate=False,
+                                                       serve=False))
     printed = capsys.readouterr().out
     # The held-out artist is absent from pretraining and alone in the fine-tuning set, with one vocabulary.
     base_data, artist_data = TokenDataset(out / "data"), TokenDataset(out / "artist-data")

@@ -108,6 +108,43 @@ def test_json_list_and_jsonl_with_extra_fields(tmp_path):
         assert skips == {"record is not an object": 1}
 
 
+def test_json_songs_under_a_key_are_found_and_where_is_noted(tmp_path):
+    path = tmp_path / "scrape.json"
+    tracks = [{"name": "Glacier", "artist": "Mosaic", "lyrics": VERSE}, {"name": "Meadow", "artist": "Mosaic"}]
+    path.write_text(json.dumps({"user": {"name": "someone", "tags": [{"tag": "rap"}]}, "top_tracks": tracks}))
+    found = {}
+    songs = list(read_sources([path], found=found))
+    assert [(s.artist, s.title, s.lyrics) for s in songs] == [("Mosaic", "Glacier", VERSE)]
+    assert found == {str(path): "json: the list under 'top_tracks'"}
+    path.write_text(json.dumps({"data": {"chart": {"entries": tracks}}}))  # deeper, one list of objects
+    songs, _ = read(path)
+    assert [s.title for s in songs] == ["Glacier"]
+
+
+def test_json_with_several_lists_of_songs_asks_for_records_field(tmp_path):
+    path = tmp_path / "two.json"
+    path.write_text(
+        json.dumps({"loved": [{"title": "A", "lyrics": VERSE}], "recent": [{"title": "B", "lyrics": OTHER}]})
+    )
+    with pytest.raises(DataError, match="two.json holds several lists.*'loved', 'recent'.*--records-field"):
+        read(path)
+    songs, _ = read(path, fields=Fields(records="recent"))
+    assert [(s.title, s.lyrics) for s in songs] == [("B", OTHER)]
+    with pytest.raises(DataError, match="no list under 'played'.*fix --records-field"):
+        read(path, fields=Fields(records="played"))
+
+
+def test_json_lyrics_given_as_a_list_of_lines_are_joined(tmp_path):
+    path = tmp_path / "lines.json"
+    stanzas = [VERSE.split("\n"), OTHER.split("\n")]
+    path.write_text(
+        json.dumps([{"title": "Lines", "lyrics": VERSE.split("\n")}, {"title": "Stanzas", "lyrics": stanzas}])
+    )
+    songs, skips = read(path)
+    assert [(s.title, s.lyrics) for s in songs] == [("Lines", VERSE), ("Stanzas", f"{VERSE}\n\n{OTHER}")]
+    assert not skips
+
+
 def test_any_csv_or_json_with_named_fields(tmp_path):
     path = tmp_path / "dump.csv"
     path.write_text(f'who,name,words\nRibbon,Tunnel,"{VERSE}"\n')

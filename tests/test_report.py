@@ -38,11 +38,11 @@ def test_report_files_are_written_and_json_round_trips(report, tmp_path):
 
 def test_markdown_has_the_write_ups_table_and_before_after_summary(report):
     md = to_markdown(blocks(report))
-    assert "| prompt | model | similarity | probability | label | comment |" in md
+    assert "| prompt | model | fluent samples | similarity | probability | label | comment |" in md
     assert "a \\| pipe in a prompt" in md  # a pipe in a cell does not break the table
     base, adapter = (report["models"][m]["summary"]["probability"] for m in ("base", "adapter"))
-    assert f"base {base:.2f} -> adapter {adapter:.2f}" in md
-    rows = [line for line in md.splitlines() if line.startswith("| base |")]
+    assert f"base {base:.2f} (6 samples) -> adapter {adapter:.2f} (6 samples)" in md
+    rows = [line for line in md.splitlines() if line.startswith(("| base |", "| base (6 fluent samples) |"))]
     assert len(rows) == 3 and "## Intrinsic" in md  # summary, intrinsic and craft tables
     assert "![Style probability per prompt](prompts.png)" in md
     assert "chunks of 4 lines (not 8: most generations are shorter" in md

@@ -3,16 +3,20 @@ import random
 import pytest
 
 from rapgpt.evaluate.embed import Embedder
-from rapgpt.evaluate.originality import NgramIndex
+from rapgpt.evaluate.originality import NgramIndex, originality
 from rapgpt.evaluate.scoring import chunk_length, complete_lines, score_generations
 from tests.invented_artists import invented_line, invented_songs
 
 PROMPTS = ["first prompt\n", "second prompt\n"]
 
 
-def sample(artist: str, rng: random.Random, lines: int = 5) -> str:
-    """Lines in the artist's words, each read backwards so that no word 8-gram can come from the songs."""
-    return "\n".join(" ".join(invented_line(artist, rng).split()[::-1]) for _ in range(lines)) + "\n"
+def sample(artist: str, rng: random.Random, index: NgramIndex, lines: int = 5) -> str:
+    """New lines in the artist's words: fluent (their word pairs are the songs'), and drawn again until no word
+    8-gram of them comes from the songs."""
+    while True:
+        text = "\n".join(invented_line(artist, rng) for _ in range(lines)) + "\n"
+        if originality(text, index).ngram_share == 0:
+            return text
 
 
 @pytest.fixture(scope="module")
@@ -22,11 +26,12 @@ def scored() -> dict:
     rng = random.Random(1)
     songs = invented_songs()
     copied = "\n".join(songs[-1].text.splitlines()[:5]) + "\n"  # a Dust Prophet song, word for word
-    generations = {
-        "base": [[copied, sample("Dust Prophet", rng)], [sample("Dust Prophet", rng), sample("Dust Prophet", rng)]],
-        "adapter": [[sample("Harbor Saint", rng) for _ in range(2)] for _ in PROMPTS],
-    }
     index = NgramIndex.build(s.text for s in songs)
+    generations = {
+        "base": [[copied, sample("Dust Prophet", rng, index)],
+                 [sample("Dust Prophet", rng, index), sample("Dust Prophet", rng, index)]],
+        "adapter": [[sample("Harbor Saint", rng, index) for _ in range(2)] for _ in PROMPTS],
+    }  # fmt: skip
     return score_generations(PROMPTS, generations, songs, "Harbor Saint", Embedder(), index, chunk_lines=8,
                              max_train_chunks=40, max_heldout_chunks=15)  # fmt: skip
 

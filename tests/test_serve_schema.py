@@ -10,23 +10,28 @@ from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from serve_support import TOKENIZER, running_engine, tiny_model
 
-from rapgpt.serve.api import create_app
+from rapgpt.serve.api import ServeSettings, create_app
 from rapgpt.serve.engine import ServedModel
+from rapgpt.serve.judge import REAL, JudgeStore
 
 EXAMPLES = 25  # per operation and mode: enough to reach the bounds of every field, few enough to run in seconds
 
 
 @pytest.fixture(scope="module")
-def api_schema():
+def api_schema(tmp_path_factory):
+    judge = JudgeStore(tmp_path_factory.mktemp("judge") / "judge.sqlite")  # the blind test's endpoints too
+    judge.add_excerpts(REAL, ["a real line\nand another"])
+    judge.add_excerpts("m", ["a model line\nand more"])
     models = [ServedModel("tiny", tiny_model(0), TOKENIZER), ServedModel("verses", tiny_model(1), TOKENIZER, "tiny")]
     # A short time limit bounds the generations, whatever budget and number of choices a case asks for.
     with running_engine(models, max_batch=8, max_queue=64, time_limit=0.2) as engine:
-        yield schemathesis.openapi.from_asgi("/openapi.json", create_app(engine))
+        app = create_app(engine, ServeSettings(judge_db=judge.path))
+        yield schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
 def operations() -> list[str]:
     return ["GET /health", "GET /metrics", "GET /api/limits", "GET /v1/models", "POST /api/generate",
-            "POST /v1/completions"]
+            "POST /v1/completions", "GET /api/judge/excerpt", "POST /api/judge/answers", "GET /api/judge/score"]
 
 
 def test_the_schema_lists_every_endpoint(api_schema):

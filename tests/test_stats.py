@@ -15,3 +15,12 @@ def test_statistics_add_up_per_split_and_rank_artists():
     assert table.splitlines()[0].split() == ["songs", "artists", "words", "chars", "tokens"]
     assert table.splitlines()[3].split() == ["total", "4", "2", "250", "1,250", "254"]
     assert "Ember (2 songs, 150 words)" in table and "dropped: 2 too short (< 30 words)" in table
+
+
+def test_statistics_say_where_the_songs_were_found_and_how_the_split_fell_back():
+    found = {"a/x.json": "json: the list under 'top_tracks'", "a/y.json": "json: the list under 'top_tracks'",
+             "b.csv": "csv: one song per row, lyrics in column 'text'"}  # fmt: skip
+    data = CorpusStats().to_json(sources=found, split_fallback="a single song: cut into 4 chunks at blank lines")
+    table = format_stats(data)
+    assert "read: json: the list under 'top_tracks' (2 files); csv: one song per row, lyrics in column 'text'" in table
+    assert "split: a single song: cut into 4 chunks at blank lines" in table

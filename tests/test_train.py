@@ -14,12 +14,12 @@ from safetensors.torch import load_file
 from rapgpt.checkpoint import load_run
 from rapgpt.data.dataset import DatasetWriter, TokenDataset
 from rapgpt.data.tokenizer import CharTokenizer
-from rapgpt.errors import CheckpointError, ConfigError
+from rapgpt.errors import CheckpointError, ConfigError, DataError
 from rapgpt.generate import SamplingParams, generate
 from rapgpt.model import GPT, GPTConfig
 from rapgpt.training.batches import eval_windows
 from rapgpt.training.config import PretrainConfig, TrainConfig
-from rapgpt.training.evaluate import evaluate
+from rapgpt.training.evaluate import evaluate_splits
 from rapgpt.training.loop import compile_blocks, fit, pretrain, resolve_run_config, train_step
 from rapgpt.training.metrics import read_metrics
 from rapgpt.training.runtime import Runtime
@@ -57,6 +57,16 @@ def assert_close_weights(a: dict, b: dict, rel: float = 1e-3) -> None:
 def cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "rapgpt", "train", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=300, check=False, **kwargs)
+
+
+def test_train_refuses_a_dataset_without_validation_songs(tmp_path):
+    tokenizer = CharTokenizer.from_texts(["ab ba"])
+    with DatasetWriter(tmp_path / "data", tokenizer) as writer:
+        writer.add_song("train", tokenizer.encode("ab ba " * 50), "nobody", "only")
+        writer.commit(stats={}, options={})
+    with pytest.raises(DataError, match="val split is empty"):
+        run(tmp_path / "data", tmp_path / "run", max_steps=2)
+    assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
 def test_train_step_with_micro_batches_matches_one_large_batch(tiny_config):
@@ -225,7 +235,7 @@ def test_overfitting_is_warned_about_and_stops_the_run_with_the_best_weights_kep
     model, _, _ = load_run(tmp_path / "run", weights="best.safetensors")
     tokens = TokenDataset(data).tokens("val")
     windows = eval_windows(tokens, 16, TINY["eval_batches"] * TINY["batch_size"], 1337, "val")
-    assert evaluate(model, {"val": windows}, 4, CPU)["val_loss"] == pytest.approx(best["val_loss"], rel=1e-6)
+    assert evaluate_splits(model, {"val": windows}, 4, CPU)["val_loss"] == pytest.approx(best["val_loss"], rel=1e-6)
 
 
 def test_the_loop_trains_only_the_parameters_that_require_grad(tiny_dataset, tmp_path):
@@ -310,3 +320,13 @@ def test_cli_refuses_bad_settings_with_one_clear_line(tiny_dataset, tmp_path):
     result = cli("--data", str(tiny_dataset), "--out", str(tmp_path / "run"), "--batch-size", "0")
     assert result.returncode == 2 and "batch_size must be at least 1, got 0" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_muon_run_lowers_the_loss_and_resumes_bit_identical(tiny_dataset, tmp_path):
+    settings = {"optimizer": "muon", "decay_steps": 12, "eval_interval": 4}
+    run(tiny_dataset, tmp_path / "straight", max_steps=12, **settings)
+    run(tiny_dataset, tmp_path / "split", max_steps=6, **settings)
+    run(tiny_dataset, tmp_path / "split", resume=True, max_steps=12, **settings)
+    assert_same_weights(weights(tmp_path / "straight"), weights(tmp_path / "split"))
+    records = read_metrics(tmp_path / "straight/metrics.jsonl")
+    assert records[-1]["val_loss"] < records[0]["val_loss"] - 0.15

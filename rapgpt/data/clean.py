@@ -15,9 +15,11 @@ from dataclasses import dataclass, fields
 from rapgpt.options import setting
 
 # --- Genius page noise -------------------------------------------------------------------------------------------
-# "123 ContributorsTranslationsEspañolDeutsch<Title> Lyrics" opens a lyricsgenius page; lyrics may follow on the
-# same line. The translation list sits between "Translations" and the title.
-GENIUS_HEADER = re.compile(r"\A\s*\d+ Contributors?(?:Translations)?")
+# "123 ContributorsTranslationsEspañolDeutsch<Title> Lyrics" opens a Genius page; lyrics (often a "[Verse 1]" tag)
+# may follow on the same line. The translation list sits between "Translations" and the title; pages scraped whole
+# start at "Translations", newer ones at "<Title> Lyrics", and a file of many pages holds one header per song.
+HEADER_PREFIX = re.compile(r"[ \t]*(?P<count>\d[\d,.]*K?[ \t]*Contributors?)?[ \t]*(?P<menu>Translations)?")
+TITLE_GLUED_TO_TAG = re.compile(r"[ \t]*[^\s\[\]][^\[\]\n]{0,120}? Lyrics(?=\[)")
 GENIUS_TRAILER = re.compile(r"(?:\d+(?:\.\d+)?K?)?Embed(?:Share URLCopyEmbedCopy)?\s*\Z")
 ALSO_LIKE = "You might also like"
 TICKETS = re.compile(r"See .{1,80} LiveGet tickets as low as \$\d+")
@@ -51,6 +53,13 @@ SECTION_LINE = re.compile(
     rf"(?:[ \t]*-?[ \t]*{REPEAT})*|(?:{REPEAT}[ \t]*)+|[\[\](){{}}]+)[ \t]*[:-]?[ \t]*",
     re.IGNORECASE,
 )
+# A bracketed header broken over lines, as lyricsgenius leaves it when the performers' names were links:
+# "[Verse 2: Comet Ames &\nDusty Furrow\n]". It starts with a section name; the whole of it goes.
+MULTILINE_TAG = re.compile(
+    rf"^[ \t]*[\[{{][ \t]*(?:{SECTIONS}|{PLAIN_WORDS})\b[^\[\]{{}}\n]*\n[^\[\]{{}}]{{0,200}}?[\]}}][ \t]*(?:\n|\Z)?",
+    re.IGNORECASE | re.MULTILINE,
+)
+UNCLOSED_BRACKET, UNCLOSED_BRACE = re.compile(r"\[[^\]\n]*\n"), re.compile(r"\{[^}\n]*\n")  # cheap tests first
 INLINE_TAG = re.compile(r"^[ \t]*\[[^\]\n]*\][ \t]*|[ \t]*\[[^\]\n]*\]")
 TRAILING_REPEAT = re.compile(rf"(?:[ \t]*-?[ \t]*{REPEAT})+[ \t]*\Z", re.IGNORECASE)
 REPEAT_ENDINGS = frozenset(")]0123456789xX")
@@ -82,14 +91,13 @@ CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 
 def strip_genius_noise(text: str, title: str = "") -> str:
-    """Drop the contributors/translations header, "You might also like", ticket adverts, the trailing "NEmbed"
-    and placeholder pages ("lyrics will be available on release")."""
-    header = GENIUS_HEADER.match(text)
-    if header:
-        first_line_end = text.find("\n") if "\n" in text else len(text)
-        marker = f"{title} Lyrics" if title and f"{title} Lyrics" in text[:first_line_end] else " Lyrics"
-        cut = text.find(marker, header.end(), first_line_end)
-        text = text[cut + len(marker) :] if cut >= 0 else text[first_line_end:]
+    """Drop the page header (contributor count, translations menu, "<Title> Lyrics") wherever a line starts with
+    it, "You might also like", ticket adverts, the trailing "NEmbed" and placeholder pages ("lyrics will be
+    available on release")."""
+    if "Lyrics" in text or "Contributor" in text:  # every header line holds one of them
+        lines = (_without_page_header(line, title) if "Lyrics" in line or "Contributor" in line else line
+                 for line in text.split("\n"))  # fmt: skip
+        text = "\n".join(line for line in lines if line is not None)
     if "Embed" in text[-64:]:
         text = text[:-64] + GENIUS_TRAILER.sub("", text[-64:])
     if ALSO_LIKE in text:
@@ -103,8 +111,27 @@ def strip_genius_noise(text: str, title: str = "") -> str:
     return text
 
 
+def _without_page_header(line: str, title: str) -> str | None:
+    """The line without a Genius page header at its start; None when the line held only a header."""
+    prefix = HEADER_PREFIX.match(line)
+    assert prefix is not None  # every part of the prefix is optional
+    marker = f"{title} Lyrics" if title and f"{title} Lyrics" in line else " Lyrics"
+    cut = line.find(marker, prefix.end())
+    if prefix["count"] and cut < 0:  # "12 Contributors" and no title: the whole line is header
+        return None
+    if (prefix["count"] or prefix["menu"]) and cut >= 0:  # "12 ContributorsTranslationsEspañol<Title> Lyrics"
+        return line[cut + len(marker) :] or None
+    if title and line.lstrip(" \t").startswith(f"{title} Lyrics"):
+        return line.lstrip(" \t")[len(title) + len(" Lyrics") :] or None
+    glued = TITLE_GLUED_TO_TAG.match(line)  # "<Title> Lyrics[Verse 1]", the title unknown
+    return line[glued.end() :] if glued else line
+
+
 def strip_section_tags(text: str) -> str:
-    """Drop section labels ("[Chorus]", "[Verse 1: Name]", "(Hook x2)", "Chorus:") and repeat marks ("(x2)")."""
+    """Drop section labels ("[Chorus]", "[Verse 1: Name]", "(Hook x2)", "Chorus:", and labels broken over several
+    lines) and repeat marks ("(x2)")."""
+    if ("[" in text and UNCLOSED_BRACKET.search(text)) or ("{" in text and UNCLOSED_BRACE.search(text)):
+        text = MULTILINE_TAG.sub("", text)
     lines = []
     for line in text.split("\n"):
         if not line:

@@ -35,8 +35,9 @@ from rapgpt.data.clean import CleanOptions, clean_lyrics, count_words
 from rapgpt.data.config import TOKENIZERS, PrepareConfig
 from rapgpt.data.dataset import DatasetWriter, TokenDataset, check_output_dir, token_dtype
 from rapgpt.data.dedupe import Deduplicator, Fingerprint, fingerprint
+from rapgpt.data.lyric_bpe import DEFAULT_VOCAB_SIZE, LyricBPETokenizer, check_vocab_size
 from rapgpt.data.readers import Fields, Song, read_sources
-from rapgpt.data.split import assign_splits, check_val_fraction
+from rapgpt.data.split import assign_splits, check_val_fraction, chunk_at_blank_lines
 from rapgpt.data.stats import CorpusStats
 from rapgpt.data.tokenizer import CharTokenizer, GPT2Tokenizer, Tokenizer, tokenizer_from_json
 from rapgpt.data.workers import Workers, batches
@@ -54,12 +55,14 @@ def prepare(
     text_field: str | None = None,
     artist_field: str | None = None,
     title_field: str | None = None,
+    records_field: str | None = None,
     separator: str | None = None,
     val_fraction: float = PrepareConfig.val_fraction,
     seed: int = PrepareConfig.seed,
     artists: Sequence[str] = (),
     exclude_artists: Sequence[str] = (),
     vocab_from: str | Path | None = None,
+    vocab_size: int | None = None,
     clean: CleanOptions | None = None,
     force: bool = False,
     workers: int | None = None,
@@ -72,6 +75,8 @@ def prepare(
     only / leave out these artists (matched ignoring case, spaces and punctuation). vocab_from: a dataset whose
     tokenizer to reuse, as a fine-tuning set must share its base model's vocabulary. workers: processes for
     cleaning and tokenizing (default: one per core; 1 runs everything in this process).
+    tokenizer "bpe": a byte-level BPE of `vocab_size` ids (default `lyric_bpe.DEFAULT_VOCAB_SIZE`) trained on the
+    training split.
     """
     out = check_output_dir(out, force)
     clean = clean or CleanOptions()
@@ -80,38 +85,48 @@ def prepare(
     kind = base.kind if base else tokenizer or "char"
     if kind not in TOKENIZERS:
         raise ConfigError(f"unknown tokenizer {kind!r}: choose one of {', '.join(TOKENIZERS)}")
+    if vocab_size is not None and (kind != "bpe" or base):
+        raise ConfigError("--vocab-size applies only to a new BPE: use it with --tokenizer bpe and no --vocab-from")
+    if kind == "bpe":
+        check_vocab_size(vocab_size or DEFAULT_VOCAB_SIZE)
     if kind == "gpt2":
         base = base or GPT2Tokenizer()  # built before the workers start, so that they inherit it
     sources = list(sources) or [rapgpt.data.sample_corpus_dir()]
     skips: Counter[str] = Counter()
     drops: Counter[str] = Counter()
-    select = ArtistFilter(artists, exclude_artists, drops)
-    songs = select(read_sources(sources, format, Fields(text_field, artist_field, title_field), separator, skips))
+    found: dict[str, str] = {}
+    fields = Fields(text_field, artist_field, title_field, records_field)
+    select = ArtistFilter(artists, exclude_artists)
+    songs = select(read_sources(sources, format, fields, separator, skips, found), drops)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.spool-", dir=out.parent) as tmp, Workers(workers) as pool:
         spool = Path(tmp) / "songs.jsonl"
+        kept = KeptSongs()
         with open(spool, "w", encoding="utf-8") as f:
-            kept = _clean_pass(songs, clean, pool, f, drops, progress)
+            for song, cleaned in clean_songs(songs, clean, pool, deduplicator(clean), drops, progress):
+                kept.add(f, song.artist, song.title, cleaned)
         select.check_found()
-        if not kept.keys:
-            read = sum(drops.values())
-            raise DataError(
-                f"the corpus is empty after cleaning: {read:,} songs read, "
-                + ", ".join(f"{n:,} {reason}" for reason, n in drops.items())
-                + " (lower --min-words, check --artist / --exclude-artist, or add sources)"
+        check_not_empty(len(kept.keys), drops)
+        extra: dict[str, Any] = {"sources": found, "skipped": dict(skips), "dropped": dict(drops)}
+        if val_fraction > 0 and len(set(kept.keys)) < 2:
+            kept = _cut_into_chunks(spool, kept)
+            extra["split_fallback"] = (
+                f"a single song: cut into {len(kept.keys):,} chunks at blank lines, each assigned to a split whole "
+                "(separate the songs with --separator to split by song)"
             )
         is_val = assign_splits(kept.keys, val_fraction, seed)
+        if base is None and kind == "bpe":
+            base = LyricBPETokenizer.train(_training_texts(spool, is_val), vocab_size or DEFAULT_VOCAB_SIZE)
         tok = base or CharTokenizer.from_texts(chars for chars, val in zip(kept.charsets, is_val) if not val)
         with DatasetWriter(out, tok, force) as writer:
             stats, unknown = _tokenize_pass(spool, kept, is_val, tok, pool, writer, progress)
-            extra: dict[str, Any] = {"skipped": dict(skips), "dropped": dict(drops)}
             if isinstance(tok, CharTokenizer):
                 chars = "".join(sorted(set().union(*kept.charsets) - set(tok.chars)))
                 extra["unknown_chars"] = {"count": unknown, "chars": chars}
             options = {
                 "sources": [str(s) for s in sources],
                 "format": format,
-                "fields": {"text": text_field, "artist": artist_field, "title": title_field},
+                "fields": {"text": text_field, "artist": artist_field, "title": title_field, "records": records_field},
                 "separator": separator,
                 "tokenizer": kind,
                 "val_fraction": val_fraction,
@@ -119,6 +134,7 @@ def prepare(
                 "artists": list(artists),
                 "exclude_artists": list(exclude_artists),
                 "vocab_from": str(vocab_from) if vocab_from else None,
+                "vocab_size": tok.vocab_size,
                 "clean": asdict(clean),
             }
             return writer.commit(stats.to_json(**extra), options)
@@ -130,23 +146,22 @@ def artist_key(name: str) -> str:
 
 
 class ArtistFilter:
-    """`--artist` / `--exclude-artist`: passes the selected songs on and counts the others."""
+    """`--artist` / `--exclude-artist`: passes the selected songs on and counts the others in `drops`."""
 
-    def __init__(self, keep: Iterable[str], exclude: Iterable[str], drops: Counter):
+    def __init__(self, keep: Iterable[str], exclude: Iterable[str]):
         self.keep = {artist_key(a): a for a in keep}
         self.exclude = {artist_key(a) for a in exclude}
-        self.drops = drops
         self.seen: Counter[str] = Counter()
         self.matched: set[str] = set()
 
-    def __call__(self, songs: Iterable[Song]) -> Iterator[Song]:
+    def __call__(self, songs: Iterable[Song], drops: Counter) -> Iterator[Song]:
         for song in songs:
             key = artist_key(song.artist)
             self.seen[song.artist] += 1
             if key in self.exclude:
-                self.drops["excluded artist (--exclude-artist)"] += 1
+                drops["excluded artist (--exclude-artist)"] += 1
             elif self.keep and key not in self.keep:
-                self.drops["other artist (--artist)"] += 1
+                drops["other artist (--artist)"] += 1
             else:
                 self.matched.add(key)
                 yield song
@@ -161,6 +176,17 @@ class ArtistFilter:
             )
 
 
+@dataclass(frozen=True)
+class Cleaned:
+    text: str
+    words: int
+    fingerprint: Fingerprint
+
+    @classmethod
+    def of(cls, text: str) -> Cleaned:
+        return cls(text, count_words(text), fingerprint(text))
+
+
 @dataclass
 class KeptSongs:
     """What pass one remembers of each song it kept, in spool order."""
@@ -170,32 +196,34 @@ class KeptSongs:
     chars: list[int] = field(default_factory=list)
     charsets: list[str] = field(default_factory=list)
 
-
-@dataclass(frozen=True)
-class Cleaned:
-    text: str
-    words: int
-    fingerprint: Fingerprint
+    def add(self, spool: TextIO, artist: str, title: str, song: Cleaned) -> None:
+        """Spool the song's cleaned text and remember its facts."""
+        spool.write(json.dumps({"artist": artist, "title": title, "lyrics": song.text}) + "\n")
+        self.keys.append(song.fingerprint.key)
+        self.words.append(song.words)
+        self.chars.append(len(song.text))
+        self.charsets.append("".join(set(song.text)))
 
 
 def clean_batch(batch: list[tuple[str, str]], options: CleanOptions) -> list[Cleaned | str]:
     """Worker: clean (title, lyrics) pairs; a string result is the reason the song is dropped."""
     results: list[Cleaned | str] = []
     for title, lyrics in batch:
-        text = clean_lyrics(lyrics, options, title)
-        words = count_words(text)
-        if words < options.min_words:
-            results.append(f"too short (< {options.min_words} words)")
-        else:
-            results.append(Cleaned(text, words, fingerprint(text)))
+        song = Cleaned.of(clean_lyrics(lyrics, options, title))
+        results.append(song if song.words >= options.min_words else f"too short (< {options.min_words} words)")
     return results
 
 
-def _clean_pass(
-    songs: Iterable[Song], options: CleanOptions, workers: Workers, spool: TextIO, drops: Counter, progress: bool
-) -> KeptSongs:
-    kept = KeptSongs()
-    dedupe = Deduplicator(options.dedupe, options.near_dedupe, options.near_threshold)
+def clean_songs(
+    songs: Iterable[Song],
+    options: CleanOptions,
+    workers: Workers,
+    dedupe: Deduplicator,
+    drops: Counter,
+    progress: bool,
+) -> Iterator[tuple[Song, Cleaned]]:
+    """Pass one: each song that survives cleaning and deduplication, with its cleaned text; the others are
+    counted in `drops` by reason."""
     work = functools.partial(clean_batch, options=options)
     with tqdm(desc="cleaning", unit=" songs", disable=not progress) as bar:
         for batch, results in workers.map(
@@ -205,14 +233,41 @@ def _clean_pass(
                 reason = result if isinstance(result, str) else dedupe.check(result.fingerprint)
                 if reason:
                     drops[reason] += 1
-                    continue
-                spool.write(json.dumps({"artist": song.artist, "title": song.title, "lyrics": result.text}) + "\n")
-                kept.keys.append(result.fingerprint.key)
-                kept.words.append(result.words)
-                kept.chars.append(len(result.text))
-                kept.charsets.append("".join(set(result.text)))
+                else:
+                    yield song, result
             bar.update(len(batch))
-    return kept
+
+
+def deduplicator(options: CleanOptions) -> Deduplicator:
+    return Deduplicator(options.dedupe, options.near_dedupe, options.near_threshold)
+
+
+def check_not_empty(kept: int, drops: Counter) -> None:
+    if not kept:
+        raise DataError(
+            f"the corpus is empty after cleaning: {sum(drops.values()):,} songs read, "
+            + ", ".join(f"{n:,} {reason}" for reason, n in drops.items())
+            + " (lower --min-words, check --artist / --exclude-artist, or add sources)"
+        )
+
+
+def _cut_into_chunks(spool: Path, kept: KeptSongs) -> KeptSongs:
+    """The split fallback for a corpus of one song (a whole catalogue in one file without song separators):
+    the spool is rewritten as that song's chunks at blank lines (see `chunk_at_blank_lines`), which the split then
+    assigns as units. A song without a blank line to cut at is refused."""
+    records = [json.loads(line) for line in spool.read_text(encoding="utf-8").splitlines()]
+    chunked = KeptSongs()
+    with open(spool, "w", encoding="utf-8") as f:
+        for record in records:
+            for i, chunk in enumerate(chunk_at_blank_lines(record["lyrics"]), 1):
+                chunked.add(f, record["artist"], f"{record['title']} (part {i})", Cleaned.of(chunk))
+    if len(set(chunked.keys)) < 2:
+        raise DataError(
+            f"the corpus is a single song after cleaning ({sum(kept.words):,} words, without a blank line to cut it "
+            "at), too few for a validation split: if the file holds several songs, pass --separator TEXT (the text "
+            "between them; by default 2+ blank lines), add sources, or pass --val-fraction 0"
+        )
+    return chunked
 
 
 def _base_tokenizer(vocab_from: str | Path | None, tokenizer: str | None) -> Tokenizer | None:
@@ -225,6 +280,14 @@ def _base_tokenizer(vocab_from: str | Path | None, tokenizer: str | None) -> Tok
             "drop --tokenizer (the base dataset's is used)"
         )
     return base
+
+
+def _training_texts(spool: Path, is_val: np.ndarray) -> Iterator[str]:
+    """The spooled lyrics of the training songs, for learning a BPE."""
+    with open(spool, encoding="utf-8") as f:
+        for line, val in zip(f, is_val):
+            if not val:
+                yield json.loads(line)["lyrics"]
 
 
 @functools.lru_cache(maxsize=2)

@@ -13,9 +13,13 @@ Formats (`--format`):
     spotify   the Spotify Million Song Dataset CSV (`artist,song,link,text`)
     csv       any CSV with a header; the columns are guessed or named by `Fields`
     genius    JSON written by lyricsgenius' `Artist.save_lyrics()`: {"name", "songs": [{"title", "lyrics"}]}
-    json      a JSON list of {"artist", "title", "lyrics"} objects (or fields named by `Fields`)
+    json      {"artist", "title", "lyrics"} objects (or fields named by `Fields`): a top-level list, a single
+              object, or a list of objects anywhere under keys ({"top_tracks": [...]}), found by looking or
+              named by `Fields.records`; the lyrics may be a string or a list of lines
     jsonl     the same objects, one per line
     auto      by extension, then by content
+
+Where each file's songs were found (its format, and for JSON the list that holds them) is noted in `found`.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +41,9 @@ SPOTIFY_COLUMNS = ["artist", "song", "link", "text"]
 # Field names tried, in order, when the user names none.
 TEXT_FIELDS = ("lyrics", "text", "lyric")
 ARTIST_FIELDS = ("artist", "artist_name", "singer")
-TITLE_FIELDS = ("title", "song", "song_title", "track")
+TITLE_FIELDS = ("title", "song", "song_title", "track", "name")
 SNIFF_BYTES = 1 << 16
+RECORDS_DEPTH = 4  # how deep under keys a JSON file's list of songs is looked for
 # A first chunk that is a quoted, multi-line field ending its line: the `quoted` format.
 QUOTED_START = re.compile(r'\A\s*"(?:[^"]|"")*\n(?:[^"]|"")*"\r?\n')
 
@@ -55,11 +60,22 @@ class Song:
 
 @dataclass(frozen=True)
 class Fields:
-    """Which record fields hold the lyrics, artist and title; None means "guess from the usual names"."""
+    """Which record fields hold the lyrics, artist and title, and (JSON) which key holds the records, as a dotted
+    path such as "data.tracks"; None means "guess from the usual names" or "look for the list"."""
 
     text: str | None = None
     artist: str | None = None
     title: str | None = None
+    records: str | None = None
+
+
+@dataclass
+class ReadLog:
+    """What reading noted besides the songs: skipped records by reason, and where each file's songs were found
+    (file or folder -> "format: where"), for the statistics and the dry run."""
+
+    skips: Counter = field(default_factory=Counter)
+    found: dict[str, str] = field(default_factory=dict)
 
 
 def read_sources(
@@ -68,8 +84,10 @@ def read_sources(
     fields: Fields = Fields(),
     separator: str | None = None,
     skips: Counter | None = None,
+    found: dict[str, str] | None = None,
 ) -> Iterator[Song]:
-    """Every song of every source, in order. Skipped records are counted in `skips` ("reason" -> count).
+    """Every song of every source, in order. Skipped records are counted in `skips` ("reason" -> count), and
+    where each file's songs were found is noted in `found` (path -> "format: where").
 
     The paths and the format are checked at once, before any song is read, so that a typo fails fast.
     """
@@ -79,29 +97,30 @@ def read_sources(
     for path in paths:
         if not path.exists():
             raise DataError(f"source not found: {path} (check the path)")
-    return _read_all(paths, format, fields, separator, Counter() if skips is None else skips)
+    log = ReadLog(Counter() if skips is None else skips, {} if found is None else found)
+    return _read_all(paths, format, fields, separator, log)
 
 
-def _read_all(paths: list[Path], format: str, fields: Fields, separator: str | None, skips: Counter) -> Iterator[Song]:
+def _read_all(paths: list[Path], format: str, fields: Fields, separator: str | None, log: ReadLog) -> Iterator[Song]:
     for path in paths:
-        before = Counter(skips)
+        before = Counter(log.skips)
         found = False
-        for song in _read_path(path, format, fields, separator, skips):
+        for song in _read_path(path, format, fields, separator, log):
             found = True
             yield song
         if not found:
-            skipped = ", ".join(f"{n} {reason}" for reason, n in (skips - before).items()) or "it is empty"
+            skipped = ", ".join(f"{n} {reason}" for reason, n in (log.skips - before).items()) or "it is empty"
             raise DataError(f"{path} holds no songs ({skipped}): check the path, --format and the field options")
 
 
-def _read_path(path: Path, format: str, fields: Fields, separator: str | None, skips: Counter) -> Iterator[Song]:
+def _read_path(path: Path, format: str, fields: Fields, separator: str | None, log: ReadLog) -> Iterator[Song]:
     if path.is_dir():
-        yield from read_folder(path, format, fields, separator, skips)
+        yield from read_folder(path, format, fields, separator, log)
         return
     format = detect_format(path) if format == "auto" else format
     if format == "folder":
         raise DataError(f"{path} is a file, not a folder: drop `--format folder` or give the folder")
-    yield from READERS[format](path, fields, separator, skips)
+    yield from READERS[format](path, fields, separator, log)
 
 
 def detect_format(path: Path) -> str:
@@ -124,7 +143,7 @@ def detect_format(path: Path) -> str:
     )
 
 
-def read_folder(root: Path, format: str, fields: Fields, separator: str | None, skips: Counter) -> Iterator[Song]:
+def read_folder(root: Path, format: str, fields: Fields, separator: str | None, log: ReadLog) -> Iterator[Song]:
     """A folder: .txt files are one song each (artist = first sub-folder), except files in the `quoted` format;
     JSON and CSV files are read in their detected format.
 
@@ -136,26 +155,28 @@ def read_folder(root: Path, format: str, fields: Fields, separator: str | None, 
         if format == "auto" and suffix in (".json", ".jsonl", ".csv", ".txt"):
             detected = detect_format(path)
             if detected == "txt":
-                yield _read_song_file(path, root)
+                yield _read_song_file(path, root, log)
             else:
-                yield from READERS[detected](path, fields, separator, skips)
+                yield from READERS[detected](path, fields, separator, log)
         elif format == "folder" and suffix == ".txt":
-            yield _read_song_file(path, root)
+            yield _read_song_file(path, root, log)
         elif format not in ("auto", "folder"):
-            yield from READERS[format](path, fields, separator, skips)
+            yield from READERS[format](path, fields, separator, log)
         else:
-            skips["ignored file (not .txt, .json, .jsonl or .csv)"] += 1
+            log.skips["ignored file (not .txt, .json, .jsonl or .csv)"] += 1
 
 
-def _read_song_file(path: Path, root: Path) -> Song:
+def _read_song_file(path: Path, root: Path, log: ReadLog) -> Song:
+    log.found[str(root)] = "folder: one song per .txt file (artist: the sub-folder)"
     parts = path.relative_to(root).parts
     artist = parts[0] if len(parts) > 1 else root.resolve().name
     title, lyrics = _split_title(_read_text(path), default=path.stem)
     return Song(artist, title, lyrics, str(path))
 
 
-def read_txt(path: Path, fields: Fields, separator: str | None, skips: Counter) -> Iterator[Song]:
+def read_txt(path: Path, fields: Fields, separator: str | None, log: ReadLog) -> Iterator[Song]:
     """Songs separated by `separator`, or by two or more blank lines; a block's `# Title` line names it."""
+    log.found[str(path)] = f"txt: songs separated by {repr(separator) if separator else '2+ blank lines'}"
     text = _read_text(path)
     blocks = text.split(separator) if separator else re.split(r"\n[ \t]*\n(?:[ \t]*\n)+", text)
     for i, block in enumerate(blocks, 1):
@@ -165,50 +186,105 @@ def read_txt(path: Path, fields: Fields, separator: str | None, skips: Counter) 
         yield Song(path.stem, title, lyrics, f"{path}#{i}")
 
 
-def read_quoted(path: Path, fields: Fields, separator: str | None, skips: Counter) -> Iterator[Song]:
+def read_quoted(path: Path, fields: Fields, separator: str | None, log: ReadLog) -> Iterator[Song]:
     """One song per CSV row of one column; an unquoted row split at its commas is joined back."""
+    log.found[str(path)] = "quoted: one double-quoted song per chunk"
     with _open(path) as f:
         for i, row in enumerate(_checked_rows(csv.reader(f), path), 1):
             yield Song(path.stem, f"{path.stem} #{i}", ",".join(row), f"{path}#{i}")
 
 
-def read_csv(path: Path, fields: Fields, separator: str | None, skips: Counter) -> Iterator[Song]:
+def read_csv(path: Path, fields: Fields, separator: str | None, log: ReadLog, kind: str = "csv") -> Iterator[Song]:
     with _open(path) as f:
         reader = csv.DictReader(f)
         columns = [c for c in reader.fieldnames or [] if c is not None]
         text, artist, title = _resolve_fields(path, columns, fields, "column")
+        log.found[str(path)] = f"{kind}: one song per row, lyrics in column {text!r}"
         for i, row in enumerate(_checked_rows(reader, path), 1):
-            yield from _record_song(row, i, path, text, artist, title, path.stem, skips)
+            yield from _record_song(row, i, path, text, artist, title, path.stem, log.skips)
 
 
-def read_spotify(path: Path, fields: Fields, separator: str | None, skips: Counter) -> Iterator[Song]:
-    return read_csv(path, Fields(fields.text or "text", fields.artist or "artist", fields.title or "song"), None, skips)
+def read_spotify(path: Path, fields: Fields, separator: str | None, log: ReadLog) -> Iterator[Song]:
+    spotify = Fields(fields.text or "text", fields.artist or "artist", fields.title or "song")
+    return read_csv(path, spotify, None, log, kind="spotify")
 
 
-def read_genius(path: Path, fields: Fields, separator: str | None, skips: Counter) -> Iterator[Song]:
+def read_genius(path: Path, fields: Fields, separator: str | None, log: ReadLog) -> Iterator[Song]:
     data = _read_json(path)
-    if not (isinstance(data, dict) and isinstance(data.get("songs"), list)):
+    if not _is_genius(data):
         raise DataError(
             f'{path} is not lyricsgenius JSON: expected an object with a "songs" list '
             "(use --format json for a list of songs)"
         )
-    yield from _genius_songs(data, path, fields, skips)
+    yield from _genius_songs(data, path, fields, log)
 
 
-def read_json(path: Path, fields: Fields, separator: str | None, skips: Counter) -> Iterator[Song]:
-    """A list of song objects, a single song object, or lyricsgenius JSON (recognised by its "songs" list)."""
+def read_json(path: Path, fields: Fields, separator: str | None, log: ReadLog) -> Iterator[Song]:
+    """Song objects wherever the file keeps them (see `find_records`); lyricsgenius JSON is recognised by its
+    "songs" list beside the artist's "name"."""
     data = _read_json(path)
-    if isinstance(data, dict) and isinstance(data.get("songs"), list):
-        yield from _genius_songs(data, path, fields, skips)
-    elif isinstance(data, dict):
-        yield from _records([data], path, fields, path.stem, skips)
-    elif isinstance(data, list):
-        yield from _records(data, path, fields, path.stem, skips)
-    else:
+    if fields.records is None and _is_genius(data):
+        yield from _genius_songs(data, path, fields, log)
+        return
+    records, where = find_records(data, path, fields)
+    log.found[str(path)] = f"json: {where}"
+    yield from _records(records, path, fields, path.stem, log.skips)
+
+
+def _is_genius(data: Any) -> bool:
+    return isinstance(data, dict) and isinstance(data.get("songs"), list)
+
+
+def find_records(data: Any, path: Path, fields: Fields) -> tuple[list[Any], str]:
+    """The list of song objects in a JSON document, and where it was found: under `fields.records` when named,
+    else the top-level list, a single song object, or the one list of objects under keys whose objects have a
+    lyrics field (or, failing that, the only list of objects, so that the field error names its fields)."""
+    if fields.records is not None:
+        return _named_records(data, path, fields.records), f"the list under {fields.records!r}"
+    if isinstance(data, list):
+        return data, "the top-level list"
+    if not isinstance(data, dict):
         raise DataError(f"{path} is JSON but not lyrics: expected a list of song objects, found {type(data).__name__}")
+    if _has_lyrics(data, fields):
+        return [data], "a single song object"
+    lists = dict(_object_lists(data, ()))
+    with_lyrics = [key for key, records in lists.items() if any(_has_lyrics(r, fields) for r in records[:20])]
+    if len(with_lyrics) == 1 or (not with_lyrics and len(lists) == 1):
+        key = (with_lyrics or list(lists))[0]
+        return lists[key], f"the list under {key!r}"
+    if not lists:
+        return [data], "a single object"  # not a song either: the field error names its fields
+    raise DataError(
+        f"{path} holds several lists of objects ({_listing(list(with_lyrics or lists))}): "
+        "choose the one with the songs with --records-field KEY"
+    )
 
 
-def read_jsonl(path: Path, fields: Fields, separator: str | None, skips: Counter) -> Iterator[Song]:
+def _named_records(data: Any, path: Path, records: str) -> list[Any]:
+    value = data
+    for key in records.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    if not isinstance(value, list):
+        found = _listing(list(dict(_object_lists(data, ())))) if isinstance(data, dict) else "the top-level list"
+        raise DataError(f"{path} has no list under {records!r} (lists of objects: {found}): fix --records-field")
+    return value
+
+
+def _object_lists(data: dict[str, Any], prefix: tuple[str, ...]) -> Iterator[tuple[str, list[Any]]]:
+    """(dotted key, list) for every non-empty list of objects under `data`'s keys, up to `RECORDS_DEPTH` deep."""
+    for key, value in data.items():
+        path = (*prefix, str(key))
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            yield ".".join(path), value
+        elif isinstance(value, dict) and len(path) < RECORDS_DEPTH:
+            yield from _object_lists(value, path)
+
+
+def _has_lyrics(record: Any, fields: Fields) -> bool:
+    return isinstance(record, dict) and _guess_fields(list(record), fields)[0] is not None
+
+
+def read_jsonl(path: Path, fields: Fields, separator: str | None, log: ReadLog) -> Iterator[Song]:
     def records() -> Iterator[Any]:
         with _open(path) as f:
             for n, line in enumerate(_checked_rows(f, path), 1):
@@ -218,13 +294,15 @@ def read_jsonl(path: Path, fields: Fields, separator: str | None, skips: Counter
                     except json.JSONDecodeError as e:
                         raise DataError(f"{path}, line {n} is not valid JSON ({e}): fix or remove that line") from e
 
-    yield from _records(records(), path, fields, path.stem, skips)
+    log.found[str(path)] = "jsonl: one song object per line"
+    yield from _records(records(), path, fields, path.stem, log.skips)
 
 
-def _genius_songs(data: dict[str, Any], path: Path, fields: Fields, skips: Counter) -> Iterator[Song]:
+def _genius_songs(data: dict[str, Any], path: Path, fields: Fields, log: ReadLog) -> Iterator[Song]:
     """The artist is the one the file was collected for (its "name"), unless --artist-field names a song field."""
+    log.found[str(path)] = "genius: lyricsgenius JSON, the 'songs' list (artist: the file's 'name')"
     artist = str(data.get("name") or path.stem)
-    yield from _records(data["songs"], path, fields, artist, skips, guess_artist=False)
+    yield from _records(data["songs"], path, fields, artist, log.skips, guess_artist=False)
 
 
 def _records(
@@ -261,7 +339,7 @@ def _record_song(
     default_artist: str,
     skips: Counter,
 ) -> Iterator[Song]:
-    lyrics = record.get(text) if text else None
+    lyrics = _lyrics_text(record.get(text)) if text else None
     if not isinstance(lyrics, str) or not lyrics.strip():
         skips["record without lyrics"] += 1
         return
@@ -273,6 +351,15 @@ def _record_song(
         lyrics,
         f"{path}#{i}",
     )
+
+
+def _lyrics_text(value: Any) -> Any:
+    """Lyrics given as a list of lines (or of stanzas, each a list of lines) become one text; other values pass."""
+    if isinstance(value, list) and all(isinstance(line, str) for line in value):
+        return "\n".join(value)
+    if isinstance(value, list) and all(isinstance(s, list) and all(isinstance(x, str) for x in s) for s in value):
+        return "\n\n".join("\n".join(stanza) for stanza in value)
+    return value
 
 
 def _guess_fields(names: list[str], fields: Fields) -> tuple[str | None, str | None, str | None]:
@@ -367,7 +454,7 @@ def _not_utf8(path: Path, e: UnicodeDecodeError) -> DataError:
     )
 
 
-READERS: dict[str, Callable[[Path, Fields, str | None, Counter], Iterator[Song]]] = {
+READERS: dict[str, Callable[[Path, Fields, str | None, ReadLog], Iterator[Song]]] = {
     "txt": read_txt,
     "quoted": read_quoted,
     "spotify": read_spotify,

@@ -75,9 +75,13 @@ def format_stats(stats: dict[str, Any]) -> str:
             "top artists: "
             + ", ".join(f"{a['artist']} ({a['songs']:,} songs, {a['words']:,} words)" for a in stats["top_artists"])
         )
+    if stats.get("sources"):
+        lines.append(f"read: {format_sources(stats['sources'])}")
     for key in ("skipped", "dropped"):
         if stats.get(key):
-            lines.append(f"{key}: " + ", ".join(f"{n:,} {reason}" for reason, n in stats[key].items()))
+            lines.append(f"{key}: {format_counts(stats[key])}")
+    if stats.get("split_fallback"):
+        lines.append(f"split: {stats['split_fallback']}")
     unknown = stats.get("unknown_chars")
     if unknown and unknown["count"]:
         lines.append(
@@ -85,3 +89,14 @@ def format_stats(stats: dict[str, Any]) -> str:
             f"the vocabulary ({unknown['chars'][:40]!r}) were encoded as the unknown token"
         )
     return "\n".join(lines)
+
+
+def format_sources(found: dict[str, str]) -> str:
+    """Where the songs were found, one entry per kind of file: "genius: the 'songs' list (49 files)"."""
+    kinds = Counter(found.values())
+    return "; ".join(kind if n == 1 else f"{kind} ({n:,} files)" for kind, n in kinds.items())
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    """Counts by reason: "232 too short (< 30 words), 125 exact duplicate"."""
+    return ", ".join(f"{n:,} {reason}" for reason, n in counts.items())

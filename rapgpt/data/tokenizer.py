@@ -1,4 +1,5 @@
-"""Tokenizers: characters, or GPT-2's byte-level BPE built offline through `tiktoken`.
+"""Tokenizers: characters, GPT-2's byte-level BPE built offline through `tiktoken`, or a BPE trained on the lyrics
+(`rapgpt.data.lyric_bpe`).
 
 Both share one small interface so that every later stage (training, generation, serving, export) is indifferent
 to which one a dataset used. A tokenizer is saved as JSON beside the dataset and the model and rebuilt from it.
@@ -15,6 +16,7 @@ from typing import Any
 
 from rapgpt.errors import TokenizerError
 
+TOKENIZERS = ("char", "gpt2", "bpe")  # the kinds `rapgpt prepare --tokenizer` builds
 EOT_TEXT = "<|endoftext|>"
 GPT2_EOT_ID = 50256
 # GPT-2's pre-tokenization pattern: contractions, letters, numbers, other symbols, whitespace.
@@ -165,4 +167,8 @@ def tokenizer_from_json(spec: dict[str, Any]) -> Tokenizer:
         return CharTokenizer(list(spec["chars"]))
     if kind == "gpt2":
         return GPT2Tokenizer()
-    raise TokenizerError(f"unknown tokenizer kind {kind!r}: expected 'char' or 'gpt2'")
+    if kind == "bpe":
+        from rapgpt.data.lyric_bpe import LyricBPETokenizer
+
+        return LyricBPETokenizer(spec["bpe"])
+    raise TokenizerError(f"unknown tokenizer kind {kind!r}: expected one of {', '.join(TOKENIZERS)}")

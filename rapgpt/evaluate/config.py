@@ -30,6 +30,12 @@ class EvalConfig:
     cache_dir: str | None = setting(
         None, "where embeddings and n-gram indexes are kept (default: ~/.cache/rapgpt)", metavar="DIR")
     device: str = setting("cpu", "torch device for the models")
+    reference_model: str | None = setting(
+        None, "a run that is not the one judged (e.g. a larger or longer-trained base): each text's mean "
+              "log-probability under it joins the fluency measures", metavar="RUN")
+    judge_db: str | None = setting(
+        None, "SQLite file of the blind test (`rapgpt serve --judge-db`): the report's excerpts join its pool, and "
+              "the report shows how often people took each model's lines for real", metavar="PATH")
 
     def __post_init__(self) -> None:
         if (min(self.num_samples, self.max_new_tokens, self.chunk_lines) < 1 or self.reference_chunks < 8

@@ -18,6 +18,8 @@ from rapgpt.data.dataset import TokenDataset
 from rapgpt.errors import DataError
 from rapgpt.evaluate.text import chunks
 
+HELDOUT_SHARE = 0.2  # of each artist's songs, held out from the style classifier to calibrate every figure
+
 
 @dataclass(frozen=True)
 class Song:
@@ -73,7 +75,7 @@ def build_references(
     songs: Sequence[Song],
     artist: str,
     chunk_lines: int = 8,
-    heldout_share: float = 0.2,
+    heldout_share: float = HELDOUT_SHARE,
     max_train: int = 600,
     max_heldout: int = 150,
     seed: int = 0,

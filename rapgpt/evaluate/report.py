@@ -6,13 +6,24 @@ import html
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rapgpt.fileio import atomic_write, atomic_write_bytes, atomic_write_json
 
 Block = tuple  # ("h", level, text) | ("p", text) | ("table", header, rows) | ("img", file, alt) | ("pre", text)
 
 
-def _f(x: float, digits: int = 3) -> str:
-    return f"{x:.{digits}f}"
+def _f(x: float | None, digits: int = 3) -> str:
+    """A figure, or a dash for one that has no value (a style mean over no fluent sample)."""
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def _fluent(s: dict[str, Any]) -> str:
+    return f"{s['fluent']} of {s['samples']}"
 
 
 def _short(text: str, width: int = 60) -> str:
@@ -30,25 +41,83 @@ def _real(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {f"real {report['artist']} (held out)": cal["target_heldout"], "real, other artists": cal["other_artists"]}
 
 
+FLUENCY = {"real_word_share": "real words", "known_bigram_share": "known word pairs",
+           "reference_logprob": "log-prob/token (reference model)"}
+
+
+def _fluency_keys(report: dict[str, Any]) -> list[str]:
+    return [k for k in FLUENCY if k in report["fluency"]["thresholds"]]
+
+
 def _summary(report: dict[str, Any]) -> list[Block]:
     artist, cal, models = report["artist"], report["calibration"], report["models"]
-    figures = " -> ".join(f"{m} {_f(models[m]['summary']['probability'], 2)}" for m in models)
+    real = cal["target_heldout"]
+    fluency = " -> ".join(
+        f"{m} {_fluent(v['summary'])} samples fluent ({_pct(v['summary']['real_word_share'])} real words, "
+        f"{_pct(v['summary']['known_bigram_share'])} known word pairs)" for m, v in models.items())  # fmt: skip
+    style = " -> ".join(
+        f"{m} {_f(v['summary']['probability'], 2)} ({v['summary']['fluent']} samples)" for m, v in models.items())
     headline = (
-        f"Probability that a generation is {artist}'s (style classifier, mean over samples): {figures}; "
-        f"real held-out songs by {artist}: {_f(cal['target_heldout']['probability'], 2)}, "
-        f"other artists' real songs: {_f(cal['other_artists']['probability'], 2)}."
+        f"Fluency: {fluency}; real held-out songs by {artist}: {_pct(real['real_word_share'])} real words, "
+        f"{_pct(real['known_bigram_share'])} known word pairs. Style, over the fluent samples only (probability "
+        f"that a generation is {artist}'s, by the style classifier): {style}; real held-out songs by {artist}: "
+        f"{_f(real['probability'], 2)}, other artists' real songs: {_f(cal['other_artists']['probability'], 2)}."
     )
-    header = ["", "style probability", "on-style share", "similarity (centroid)", "similarity (nearest)",
-              "rhyme density", "copied n-grams", "longest copy (words)"]  # fmt: skip
+    keys = _fluency_keys(report)
+    header = ["", "fluent samples", *(FLUENCY[k] for k in keys), "style probability", "on-style share",
+              "similarity (centroid)", "similarity (nearest)", "rhyme density", "copied n-grams",
+              "longest copy (words)"]  # fmt: skip
     rows = []
     for m, v in models.items():
         s = v["summary"]
-        rows.append([m, _f(s["probability"]), _f(s["on_style_share"], 2), _f(s["centroid"]), _f(s["nearest"]),
-                     _f(s["rhyme_density"], 2), _f(s["ngram_share"]), str(s["longest_copy_words"])])  # fmt: skip
+        rows.append([m, _fluent(s), *(_f(s[k]) for k in keys), _f(s["probability"]), _f(s["on_style_share"], 2),
+                     _f(s["centroid"]), _f(s["nearest"]), _f(s["rhyme_density"], 2), _f(s["ngram_share"]),
+                     str(s["longest_copy_words"])])  # fmt: skip
     for name, c in _real(report).items():
-        rows.append([name, _f(c["probability"]), "", _f(c["centroid"]), _f(c["nearest"]), _f(c["rhyme_density"], 2),
-                     "", ""])  # fmt: skip
-    return [("h", 2, "Summary"), ("p", headline), ("table", header, rows)]
+        rows.append([name, f"{_pct(c['fluent_share'])} of {c['chunks']}", *(_f(c[k]) for k in keys),
+                     _f(c["probability"]), "", _f(c["centroid"]), _f(c["nearest"]), _f(c["rhyme_density"], 2), "",
+                     ""])  # fmt: skip
+    note = ("Style, similarity and rhyme figures of the generations are means over their fluent samples only "
+            "(— when none is fluent); fluency and copying are over all samples.")
+    return [("h", 2, "Summary"), ("p", headline), ("table", header, rows), ("p", note)]
+
+
+def _fluency(report: dict[str, Any]) -> list[Block]:
+    fl = report["fluency"]
+    limits = "; ".join(f"{FLUENCY[k]} at least {_f(v)}" for k, v in fl["thresholds"].items())
+    text = (
+        f"A sample is fluent when every measure reaches its threshold: the {_pct(fl['quantile'])} quantile of the "
+        f"same measure over the real held-out chunks (the artist's and the other artists' together), lowered by "
+        f"{fl['margin']:g} times its distance to their median: {limits}. Real words: words in "
+        f"CMUdict or used at least {fl['min_word_count']} times in the reference songs ({fl['vocabulary_words']} "
+        f"such words). Known word pairs: word bigrams found in the reference songs ({fl['reference_bigrams']} "
+        "distinct ones; the calibration's held-out songs are not among them). A sample below a threshold is "
+        "labelled \"not fluent\", whatever its style probability, and is left out of the style and rhyme figures."
+    )
+    model = (f"Log-probability: mean per token under the reference model {fl['reference_model']}."
+             if fl["reference_model"] else
+             "No reference model given (rapgpt eval --reference-model RUN): no log-probability measure.")
+    return [("h", 2, "Fluency"), ("p", text), ("p", model)]
+
+
+def _judge(report: dict[str, Any]) -> list[Block]:
+    """The blind test: how often people took each source's excerpts for real, with a 95% Wilson interval."""
+    if "judge" not in report:
+        return []
+    judge = report["judge"]
+    ours = set(judge["models"].values())
+    rows = []
+    for t in judge["sources"]:
+        name = "real songs" if t["source"] == "real" else t["source"] + (" (this report)" * (t["source"] in ours))
+        low, high = t["interval"] or (None, None)
+        share = "—" if t["share"] is None else _pct(t["share"])
+        interval = "—" if low is None else f"{_pct(low)}–{_pct(high)}"
+        rows.append([name, str(t["excerpts"]), str(t["answers"]), share, interval])
+    text = (f"People shown an excerpt of a few lines on the studio's \"Real or model?\" page (rapgpt serve "
+            f"--judge-db {judge['db']}) answered whether a real song or the model wrote it. A model whose lines are "
+            "taken for real as often as real lines are is indistinguishable to them.")
+    header = ["source", "excerpts", "answers", "taken for real", "95% interval (Wilson)"]
+    return [("h", 2, "Blind test"), ("p", text), ("table", header, rows)]
 
 
 def _style(report: dict[str, Any]) -> list[Block]:
@@ -92,15 +161,17 @@ def _prompts(report: dict[str, Any]) -> list[Block]:
     for i, prompt in enumerate(report["prompts"]):
         for m, v in report["models"].items():
             p = v["prompts"][i]
-            rows.append([_short(prompt, 40), m, _f(p["centroid"]), _f(p["probability"]), p["label"], p["comment"]])
-    header = ["prompt", "model", "similarity", "probability", "label", "comment"]
+            rows.append([_short(prompt, 40), m, _fluent(p), _f(p["centroid"]), _f(p["probability"]), p["label"],
+                         p["comment"]])
+    header = ["prompt", "model", "fluent samples", "similarity", "probability", "label", "comment"]
     return [("h", 2, "Prompts"), ("table", header, rows), ("img", "prompts.png", "Style probability per prompt")]
 
 
 def _craft(report: dict[str, Any]) -> list[Block]:
     header = ["", "rhyme density", "end-rhyme rate", "distinct-1", "distinct-2", "repetition", "words/line",
               "syllables/line"]  # fmt: skip
-    named = [*((m, v["summary"]) for m, v in report["models"].items()), *_real(report).items()]
+    named = [*((f"{m} ({v['summary']['fluent']} fluent samples)", v["summary"]) for m, v in report["models"].items()),
+             *_real(report).items()]  # fmt: skip
     return [("h", 2, "Craft"), ("table", header, [[name, *(_f(s[k], 2) for k in CRAFT)] for name, s in named])]
 
 
@@ -123,7 +194,8 @@ def _samples(report: dict[str, Any]) -> list[Block]:
         for m, v in report["models"].items():
             first = next((s for s in v["samples"] if s["prompt"] == i), None)
             if first:
-                out += [("p", f"Prompt {i + 1} ({m}): {_short(prompt)}"), ("pre", first["chunk"])]
+                fluent = "" if first["fluent"] else ", not fluent"
+                out += [("p", f"Prompt {i + 1} ({m}{fluent}): {_short(prompt)}"), ("pre", first["chunk"])]
     return out
 
 
@@ -137,7 +209,7 @@ def blocks(report: dict[str, Any]) -> list[Block]:
     setup = (f"{chunks}; sentence encoder: {report['embedder']}; originality against the training text's word "
              f"{report['ngram']}-grams.")  # fmt: skip
     head: list[Block] = [("h", 1, f"Evaluation: {report['artist']}"), *([("p", runs)] if runs else []), ("p", setup)]
-    sections = (_summary, _style, _intrinsic, _prompts, _craft, _originality, _samples)
+    sections = (_summary, _fluency, _judge, _style, _intrinsic, _prompts, _craft, _originality, _samples)
     return head + [b for section in sections for b in section(report)]
 
 
@@ -193,11 +265,12 @@ def plot(report: dict[str, Any], out_dir: Path) -> None:
     series = {
         f"real {artist} (held out)": (cal["target_heldout"]["centroids"], cal["target_heldout"]["probabilities"]),
         "real, other artists": (cal["other_artists"]["centroids"], cal["other_artists"]["probabilities"]),
-        **{m: ([s["centroid"] for s in v["samples"]], [s["probability"] for s in v["samples"]])
+        **{f"{m} (fluent samples)": ([s["centroid"] for s in v["samples"] if s["fluent"]],
+                                     [s["probability"] for s in v["samples"] if s["fluent"]])
            for m, v in models.items()},
     }  # fmt: skip
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for name, (centroids, probabilities) in series.items():
+    for name, (centroids, probabilities) in ((k, v) for k, v in series.items() if v[0]):
         axes[0].hist(centroids, bins=20, density=True, histtype="step", linewidth=1.5, label=name)
         axes[1].hist(probabilities, bins=20, range=(0, 1), density=True, histtype="step", linewidth=1.5, label=name)
     axes[0].set(title=f"Cosine similarity to {artist}'s centroid", xlabel="cosine similarity", ylabel="density")
@@ -210,7 +283,8 @@ def plot(report: dict[str, Any], out_dir: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 0.8 * n + 2), 4))
     width = 0.8 / max(len(models), 1)
     for k, (m, v) in enumerate(models.items()):
-        ax.bar([i + k * width for i in range(n)], [p["probability"] for p in v["prompts"]], width, label=m)
+        heights = [np.nan if p["probability"] is None else p["probability"] for p in v["prompts"]]
+        ax.bar([i + k * width for i in range(n)], heights, width, label=f"{m} (fluent samples)")
     ax.axhline(cal["target_heldout"]["probability"], color="k", linestyle="--", label=f"real {artist}")
     ax.axhline(cal["other_artists"]["probability"], color="grey", linestyle=":", label="real, other artists")
     ax.set_xticks([i + 0.4 - width / 2 for i in range(n)], [str(i + 1) for i in range(n)])

@@ -22,7 +22,9 @@ from rapgpt.data.tokenizer import CharTokenizer, Tokenizer
 from rapgpt.errors import ConfigError
 from rapgpt.evaluate.config import EvalConfig
 from rapgpt.evaluate.embed import Embedder
+from rapgpt.evaluate.fluency import ReferenceModel
 from rapgpt.evaluate.intrinsic import intrinsic, token_stream
+from rapgpt.evaluate.judging import judge
 from rapgpt.evaluate.originality import NgramIndex
 from rapgpt.evaluate.references import dataset_songs, require_artist
 from rapgpt.evaluate.report import write_report
@@ -112,7 +114,9 @@ def evaluate(
     adapter: str | Path | None = None,
     config: EvalConfig | None = None,
 ) -> Path:
-    """Evaluate a model run (and an adapter on it) against a prepared dataset; write the report into `out`."""
+    """Evaluate a model run (and an adapter on it) against a prepared dataset; write the report into `out`.
+    `config.reference_model`, a run that is not the one judged, adds each text's log-probability to the fluency;
+    `config.judge_db` gets the report's excerpts for the blind test, and gives the report its answers so far."""
     config = config or EvalConfig()
     artist, num_samples, seed = config.artist, config.num_samples, config.seed
     device = pick_device(config.device)
@@ -132,6 +136,9 @@ def evaluate(
     if adapter:
         loaded["adapter"] = load_adapted(model, adapter, device)
     prompt_list = fit_prompts(prompt_list, loaded["base"][1])
+    reader = None
+    if config.reference_model:
+        reader = ReferenceModel(config.reference_model, *load_run(config.reference_model, device)[:2])
 
     scores: dict[str, dict] = {}
     generations: dict[str, list[list[str]]] = {}
@@ -154,8 +161,11 @@ def evaluate(
         max_train_chunks=config.reference_chunks,
         max_heldout_chunks=config.reference_chunks // 4,
         seed=seed,
+        reference_model=reader,
     )
     report["runs"] = {**runs, "data": str(data)}
     if scores:
         report["intrinsic"] = scores
+    if config.judge_db:
+        report["judge"] = judge(report, config.judge_db)
     return write_report(report, out)

@@ -4,7 +4,8 @@ GPT-2 BPE is written as GPT-2's own vocab.json and merges.txt. A character token
 tokenizer.json: a word-level model whose words are single characters, after a pre-tokenizer that splits the text
 into code points, with the end-of-text token at id 0 (bos and eos) and U+FFFD at id 1 for unknown characters. One
 difference remains on both: Hugging Face tokenizers read the text "<|endoftext|>" as the end-of-text token, where
-rapgpt's `encode` treats it as ordinary characters.
+rapgpt's `encode` treats it as ordinary characters. A lyric BPE is already a `tokenizers` tokenizer: its own JSON
+is written, with the end-of-text token added as special.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rapgpt.data.lyric_bpe import LyricBPETokenizer
 from rapgpt.data.tokenizer import EOT_TEXT, CharTokenizer, GPT2Tokenizer, Tokenizer, gpt2_bpe_files
 from rapgpt.errors import TokenizerError
 from rapgpt.fileio import atomic_write_json
@@ -29,9 +31,12 @@ def save_hf_tokenizer(out_dir: Path, tokenizer: Tokenizer, max_length: int) -> N
     elif isinstance(tokenizer, CharTokenizer):
         atomic_write_json(out_dir / "tokenizer.json", char_tokenizer_json(tokenizer))
         config = {"tokenizer_class": "PreTrainedTokenizerFast", **settings, "unk_token": CharTokenizer.UNKNOWN_TEXT}
+    elif isinstance(tokenizer, LyricBPETokenizer):
+        atomic_write_json(out_dir / "tokenizer.json", tokenizer.hf_json())
+        config = {"tokenizer_class": "PreTrainedTokenizerFast", **settings}
     else:
         raise TokenizerError(
-            f"no Hugging Face form for the {tokenizer.kind!r} tokenizer: export supports gpt2 and char"
+            f"no Hugging Face form for the {tokenizer.kind!r} tokenizer: export supports gpt2, char and bpe"
         )
     atomic_write_json(out_dir / "tokenizer_config.json", config)
 

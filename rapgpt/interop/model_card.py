@@ -75,6 +75,9 @@ def merged_note(run_config: dict[str, Any]) -> str:
 def describe(tokenizer: Tokenizer) -> str:
     if tokenizer.kind == "gpt2":
         return "GPT-2's byte-level BPE (vocab.json, merges.txt), with `<|endoftext|>` as bos and eos."
+    if tokenizer.kind == "bpe":
+        return (f"a byte-level BPE of {tokenizer.vocab_size:,} ids trained on the lyrics (tokenizer.json); id 0 is "
+                "`<|endoftext|>` (bos and eos).")
     return (f"one token per character (tokenizer.json) for {tokenizer.vocab_size - 2} characters; id 0 is "
             "`<|endoftext|>` (bos and eos) and id 1, U+FFFD, stands for any character outside the vocabulary.")
 

@@ -55,7 +55,8 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 # Paths counted in the metrics under their own name; anything else is "static" or "other", so that a scan of
 # random URLs cannot grow the number of time series.
-METRIC_PATHS = ("/api/generate", "/v1/completions", "/v1/models", "/health", "/metrics", DOCS_PATH, "/openapi.json")
+METRIC_PATHS = ("/api/generate", "/v1/completions", "/v1/models", "/health", "/metrics", DOCS_PATH, "/openapi.json",
+                "/api/judge/excerpt", "/api/judge/answers", "/api/judge/score")
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in [
@@ -74,6 +75,7 @@ class ServeSettings:
     cors_origins: tuple[str, ...] = ServeConfig.cors_origins  # origins allowed to call the API from a browser
     static_dir: Path | None = STATIC_DIR  # the built front end; None serves no front end
     disconnect_poll: float = 0.5  # seconds between checks that a client awaiting a whole answer is still there
+    judge_db: Path | None = None  # the blind test's SQLite store; None serves no /api/judge
 
 
 class ApiError(Exception):
@@ -320,6 +322,12 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
                         engine.cancel(ticket)
 
         return _event_stream(events())
+
+    if settings.judge_db is not None:
+        from rapgpt.serve.judge import JudgeStore
+        from rapgpt.serve.judge_api import judge_router
+
+        app.include_router(judge_router(JudgeStore(settings.judge_db), protected))
 
     add_docs(app, settings.static_dir)
     if settings.static_dir is not None and (settings.static_dir / "index.html").is_file():

@@ -52,6 +52,9 @@ class ServeConfig(InferenceConfig):
     max_batch: int = setting(32, "requests decoded together per model (each holds a KV cache for the whole context)")
     time_limit: float = setting(
         120.0, "stop a request this long after it arrived, returning the text so far", metavar="SECONDS")
+    judge_db: str | None = setting(
+        None, "SQLite file of the 'Real or model?' page: its excerpts (from `rapgpt eval --judge-db`) and answers; "
+              "omitted: judge.sqlite in the --model run directory", metavar="PATH")
 
     def __post_init__(self) -> None:
         super().__post_init__()

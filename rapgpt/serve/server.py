@@ -21,6 +21,7 @@ from rapgpt.errors import ConfigError
 from rapgpt.generate.params import InferenceConfig
 from rapgpt.serve.config import ServeConfig
 from rapgpt.serve.engine import Engine, ServedModel
+from rapgpt.serve.judge import DB_NAME
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ def load_models(run_dir: str | Path, adapters: dict[str, Path],
 def serve(model: str | Path, adapters: Sequence[str] = (), config: ServeConfig | None = None) -> None:
     """Serve `model` (a run directory) until interrupted. The HTTP server starts at once and answers /health with
     503 while the models load; a model that fails to load stops it with the reason. Without `config.api_key`,
-    $RAPGPT_API_KEY is the key, if set."""
+    $RAPGPT_API_KEY is the key, if set. The blind test's answers go to `config.judge_db`, by default a file in the
+    run directory."""
     try:
         import uvicorn
 
@@ -107,7 +109,8 @@ def serve(model: str | Path, adapters: Sequence[str] = (), config: ServeConfig |
 
     engine = Engine(lambda: load_models(model, adapter_dirs, config), config,
                     on_failure=stop_server)
-    app = create_app(engine, ServeSettings(api_key=api_key, cors_origins=config.cors_origins))
+    judge_db = Path(config.judge_db) if config.judge_db else Path(model) / DB_NAME
+    app = create_app(engine, ServeSettings(api_key=api_key, cors_origins=config.cors_origins, judge_db=judge_db))
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5))
     shown = f"[{host}]" if ":" in host else host
     print(f"rapgpt: open http://{shown}:{port}/ in a browser (API docs at /docs, OpenAI API at /v1)", flush=True)

@@ -17,6 +17,12 @@ TRAIN_STREAM, EVAL_STREAM = 0, 1
 
 
 def check_length(tokens: np.ndarray, block_size: int, split: str) -> None:
+    if len(tokens) == 0:
+        raise DataError(
+            f"the dataset's {split} split is empty, so the run would have nothing to "
+            f"{'evaluate' if split == 'val' else 'train'} on: prepare the dataset again with --val-fraction above 0 "
+            "(a file of many songs without 2+ blank lines between them needs --separator)"
+        )
     if len(tokens) <= block_size:
         raise DataError(
             f"the {split} split has {len(tokens)} tokens, too few for one window of the context length "

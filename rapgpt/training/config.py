@@ -10,6 +10,7 @@ from rapgpt.errors import ConfigError
 from rapgpt.options import setting
 from rapgpt.precision import TRAINING_CHOICES
 
+OPTIMIZERS = ("adamw", "muon")
 BUDGETS = ("max_steps", "max_tokens", "max_epochs", "max_minutes")
 # The layers LoRA adapts unless told otherwise: attention and MLP projections (see `rapgpt.lora.select_targets`).
 DEFAULT_LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
@@ -28,6 +29,10 @@ class TrainConfig:
         None, "steps over which the cosine decays to its floor (default: the end of the budget)"
     )
     weight_decay: float = setting(0.1, "AdamW weight decay, applied to weight matrices only")
+    optimizer: str = setting(
+        "adamw", "adamw, or muon: Muon for the matrices inside the blocks, AdamW for the rest", choices=OPTIMIZERS
+    )
+    muon_lr: float = setting(0.02, "Muon's peak learning rate (--optimizer muon), on the same schedule as --lr")
     beta1: float = setting(0.9, "AdamW beta1")
     beta2: float = setting(0.99, "AdamW beta2")
     grad_clip: float = setting(1.0, "clip the gradient norm to this value (0: no clipping)")
@@ -70,8 +75,9 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
+        for name in ("lr", "muon_lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         for name in ("beta1", "beta2"):

@@ -15,8 +15,8 @@ from rapgpt.training.runtime import Runtime
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, splits: dict[str, tuple[torch.Tensor, torch.Tensor]], batch_size: int,
-             runtime: Runtime) -> dict[str, float]:
+def evaluate_splits(model: nn.Module, splits: dict[str, tuple[torch.Tensor, torch.Tensor]], batch_size: int,
+                    runtime: Runtime) -> dict[str, float]:
     """Mean loss and accuracy per split ({split}_loss, {split}_acc), summed over every process's share."""
     was_training = model.training
     model.eval()

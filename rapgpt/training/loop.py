@@ -36,7 +36,7 @@ from rapgpt.precision import Precision
 from rapgpt.training.batches import WindowSampler, eval_windows
 from rapgpt.training.budget import Progress, budget_used, schedule_progress
 from rapgpt.training.config import RESUMABLE_CHANGES, PretrainConfig, TrainConfig
-from rapgpt.training.evaluate import OverfitMonitor, evaluate
+from rapgpt.training.evaluate import OverfitMonitor, evaluate_splits
 from rapgpt.training.metrics import METRICS, append_metrics, keep_metrics_until, table_header, table_row
 from rapgpt.training.optim import lr_at, make_optimizer, set_lr
 from rapgpt.training.plots import plot_curves
@@ -175,7 +175,7 @@ class _Run:
     def checkpoint(self, lr: float, train_loss: float | None, grad_norm: float | None = None) -> bool:
         """Evaluate, then (rank 0) log, save weights, metrics, state and curves; True to stop early."""
         config, progress, main = self.config, self.progress, self.runtime.is_main
-        metrics = evaluate(self.model, self.eval_data, config.batch_size, self.runtime)
+        metrics = evaluate_splits(self.model, self.eval_data, config.batch_size, self.runtime)
         is_best, overfitting = self.monitor.update(metrics["train_loss"], metrics["val_loss"])
         self.last_eval_step = progress.step
         record = {
@@ -252,10 +252,12 @@ class _Run:
         if runtime.distributed:
             device_ids = [runtime.device.index] if runtime.device.type == "cuda" else None
             model = DistributedDataParallel(self.model, device_ids=device_ids)
-        since, base = time.perf_counter(), progress.seconds
         stop = False
         if self.last_eval_step is None:
             stop = self.checkpoint(self.lr(), None)
+        # The clock starts after the baseline evaluation, so that a short wall-clock budget on a busy machine
+        # still trains; later evaluations count against the budget.
+        since, base = time.perf_counter(), progress.seconds
         bar = tqdm(total=100.0, unit="%", disable=not runtime.is_main, dynamic_ncols=True,
                    bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}")
         bar.update(min(100.0, 100 * budget_used(config, progress, self.train_tokens)))

@@ -10,6 +10,7 @@ import torch
 import transformers
 
 from rapgpt.checkpoint import save_run
+from rapgpt.data.lyric_bpe import LyricBPETokenizer
 from rapgpt.data.tokenizer import CharTokenizer, GPT2Tokenizer, Tokenizer
 from rapgpt.lora import LoRAConfig, apply_lora, lora_state, save_adapter
 from rapgpt.model import GPT, GPTConfig
@@ -41,8 +42,10 @@ def invented_text() -> str:
 
 @pytest.fixture
 def make_tokenizer(invented_text) -> Callable[[str], Tokenizer]:
-    """"gpt2" or "char" (a character vocabulary drawn from the invented text)."""
-    return lambda kind: GPT2Tokenizer() if kind == "gpt2" else CharTokenizer.from_texts([invented_text])
+    """"gpt2", "char" (a character vocabulary drawn from the invented text) or "bpe" (a small BPE trained on it)."""
+    makers = {"gpt2": GPT2Tokenizer, "char": lambda: CharTokenizer.from_texts([invented_text]),
+              "bpe": lambda: LyricBPETokenizer.train([invented_text] * 10, vocab_size=320)}
+    return lambda kind: makers[kind]()
 
 
 @pytest.fixture

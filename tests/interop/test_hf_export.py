@@ -1,6 +1,6 @@
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rapgpt.checkpoint import load_run
 from rapgpt.cli import main
@@ -22,13 +22,15 @@ def greedy(model, ids: list[int], steps: int, eot_id: int) -> list[int]:
     return idx[0].tolist()
 
 
-@pytest.mark.parametrize("kind, bias", [("gpt2", True), ("char", True), ("char", False)])
+@pytest.mark.parametrize("kind, bias", [("gpt2", True), ("char", True), ("char", False), ("bpe", True)])
 def test_exported_model_gives_rapgpt_logits_and_greedy_continuation(tmp_path, make_run, make_tokenizer, kind, bias):
     tokenizer = make_tokenizer(kind)
     model = make_run(tmp_path / "run", tokenizer, bias=bias)
-    hf = AutoModelForCausalLM.from_pretrained(export_hf(tmp_path / "run", tmp_path / "hf"), local_files_only=True)
+    out = export_hf(tmp_path / "run", tmp_path / "hf")
+    hf = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
     hf.eval()
     prompt = tokenizer.encode("Mic check, one two")
+    assert AutoTokenizer.from_pretrained(out, local_files_only=True)("Mic check, one two")["input_ids"] == prompt
     idx = torch.randint(0, tokenizer.vocab_size, (3, 48), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert (hf(idx).logits - model(idx)[0]).abs().max() < 1e-4

@@ -5,6 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
+from rapgpt.data.lyric_bpe import LyricBPETokenizer
 from rapgpt.data.tokenizer import EOT_TEXT, CharTokenizer, GPT2Tokenizer
 from rapgpt.interop.hf_tokenizer import save_hf_tokenizer
 
@@ -22,7 +23,7 @@ def assert_same_ids(hf, tokenizer, text):
     assert hf.decode(ids) == tokenizer.decode(ids)
 
 
-@pytest.mark.parametrize("kind", ["gpt2", "char"])
+@pytest.mark.parametrize("kind", ["gpt2", "char", "bpe"])
 def test_exported_tokenizer_gives_rapgpt_ids_on_invented_text(tmp_path, make_tokenizer, invented_text, kind):
     tokenizer = make_tokenizer(kind)
     hf = exported(tmp_path, tokenizer)
@@ -49,7 +50,8 @@ def test_gpt2_files_are_gpt2s_own_vocabulary(tmp_path):
 def exported_pair(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tok")
     char = CharTokenizer.from_texts(["".join(chr(c) for c in range(32, 127)) + "\n\t"])
-    return [(tok, exported(tmp, tok)) for tok in (GPT2Tokenizer(), char)]
+    bpe = LyricBPETokenizer.train(["Cash flow, slow mo', I'm rolling through the night\n"] * 5, vocab_size=300)
+    return [(tok, exported(tmp, tok)) for tok in (GPT2Tokenizer(), char, bpe)]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -68,8 +70,10 @@ def test_exported_tokenizers_give_rapgpt_ids_on_real_lyrics(tmp_path, shared_dat
     for path in sorted((shared_data / "genius-api-rap").glob("*.json"))[:3]:
         songs += [s["lyrics"] for s in json.loads(path.read_text(encoding="utf-8"))["songs"][:10] if s.get("lyrics")]
     assert len(songs) > 50
-    # The character vocabulary comes from half the songs, so the other half also exercises unknown characters.
-    for tokenizer in (GPT2Tokenizer(), CharTokenizer.from_texts(songs[::2])):
+    # The character vocabulary and the BPE come from half the songs, so the other half also exercises unknown
+    # characters and unseen words.
+    bpe = LyricBPETokenizer.train(songs[::2], vocab_size=2000)
+    for tokenizer in (GPT2Tokenizer(), CharTokenizer.from_texts(songs[::2]), bpe):
         hf = exported(tmp_path, tokenizer)
         for text in songs:
             assert_same_ids(hf, tokenizer, text)

@@ -9,7 +9,7 @@ TOKENS = np.arange(1000, dtype=np.uint16)
 
 
 def test_windows_are_inputs_and_their_next_token_targets():
-    (x, y), = WindowSampler(TOKENS, 16, 4, 1, seed=0).micro_batches(0)
+    ((x, y),) = WindowSampler(TOKENS, 16, 4, 1, seed=0).micro_batches(0)
     assert x.shape == y.shape == (4, 16) and x.dtype == torch.int64
     assert torch.equal(y, x + 1)  # consecutive tokens: the target is the next one
     assert torch.equal(x[:, 1:], x[:, :-1] + 1)
@@ -58,3 +58,8 @@ def test_eval_windows_are_fixed_and_shared_out_among_processes():
 def test_split_shorter_than_a_window_is_refused():
     with pytest.raises(DataError, match="val split has 8 tokens.*context length 8"):
         eval_windows(np.arange(8), 8, 4, 0, "val")
+
+
+def test_empty_validation_split_is_refused_naming_the_fix():
+    with pytest.raises(DataError, match="val split is empty.*nothing to evaluate.*--val-fraction.*--separator"):
+        eval_windows(np.zeros(0, dtype=np.uint16), 8, 4, 0, "val")

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from rapgpt.training.evaluate import OverfitMonitor, evaluate
+from rapgpt.training.evaluate import OverfitMonitor, evaluate_splits
 from rapgpt.training.runtime import Runtime
 
 
@@ -11,7 +11,7 @@ def test_evaluate_gives_the_mean_loss_and_accuracy_over_all_windows(tiny_model):
     x = torch.randint(0, 67, (5, 12))
     y = torch.randint(0, 67, (5, 12))
     y[0, :3] = tiny_model(x[:1])[0][0, :3].argmax(-1)  # a few tokens predicted right
-    result = evaluate(tiny_model, {"val": (x, y)}, batch_size=2, runtime=Runtime(torch.device("cpu"), "fp32"))
+    result = evaluate_splits(tiny_model, {"val": (x, y)}, batch_size=2, runtime=Runtime(torch.device("cpu"), "fp32"))
     with torch.no_grad():
         logits, _ = tiny_model(x)
     assert result["val_loss"] == pytest.approx(F.cross_entropy(logits.flatten(0, 1), y.flatten()).item(), rel=1e-6)
@@ -22,7 +22,7 @@ def test_evaluate_gives_the_mean_loss_and_accuracy_over_all_windows(tiny_model):
 def test_evaluate_leaves_the_training_mode_as_it_was(tiny_model):
     tiny_model.train()
     x = torch.zeros(1, 4, dtype=torch.long)
-    evaluate(tiny_model, {"train": (x, x)}, 1, Runtime(torch.device("cpu"), "fp32"))
+    evaluate_splits(tiny_model, {"train": (x, x)}, 1, Runtime(torch.device("cpu"), "fp32"))
     assert tiny_model.training
 
 

@@ -6,7 +6,7 @@ import torch
 
 from rapgpt.model import GPT
 from rapgpt.training.config import TrainConfig
-from rapgpt.training.optim import lr_at, make_optimizer, param_groups
+from rapgpt.training.optim import lr_at, make_optimizer, param_groups, set_lr
 
 
 def test_schedule_warms_up_linearly_then_decays_by_cosine_to_the_floor():
@@ -49,3 +49,44 @@ def test_model_without_trainable_parameters_is_refused(tiny_config):
     model = GPT(tiny_config).requires_grad_(False)
     with pytest.raises(Exception, match="no trainable parameters"):
         make_optimizer(model, TrainConfig(), torch.device("cpu"))
+
+
+def test_muon_takes_the_block_matrices_and_adamw_the_rest(tiny_model):
+    optimizer = make_optimizer(tiny_model, TrainConfig(optimizer="muon", lr=1e-3, muon_lr=0.02),
+                               torch.device("cpu"))
+    names = {id(p): n for n, p in tiny_model.named_parameters()}
+    muon = {names[id(p)] for g in optimizer.muon.param_groups for p in g["params"]}
+    adamw = {names[id(p)] for g in optimizer.adamw.param_groups for p in g["params"]}
+    assert muon == {n for n in names.values() if n.startswith("transformer.h.") and n.endswith(("c_attn.weight",
+                    "c_proj.weight", "c_fc.weight"))}
+    assert "transformer.wte.weight" in adamw and "transformer.h.0.ln_1.weight" in adamw and not muon & adamw
+    assert muon | adamw == set(names.values())
+    # Muon's decay per step equals AdamW's: its weight decay is scaled by lr / muon_lr.
+    assert optimizer.muon.param_groups[0]["weight_decay"] == pytest.approx(0.1 * 1e-3 / 0.02)
+    set_lr(optimizer, 5e-4)
+    assert optimizer.muon.param_groups[0]["lr"] == pytest.approx(0.01)
+    assert {g["lr"] for g in optimizer.adamw.param_groups} == {5e-4}
+
+
+def test_muon_step_orthogonalizes_the_update_and_its_state_round_trips(tiny_model):
+    config = TrainConfig(optimizer="muon", weight_decay=0.0)
+    optimizer = make_optimizer(tiny_model, config, torch.device("cpu"))
+    weight = tiny_model.transformer.h[0].mlp.c_fc.weight
+    before = weight.detach().clone()
+    x = torch.randint(0, tiny_model.config.vocab_size, (4, 16))
+    tiny_model.train()
+    _, loss = tiny_model(x, x)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    assert all(p.grad is None for p in tiny_model.parameters())
+    # Newton-Schulz brings the update's singular values near 1 (Muon's quintic lands most in about [0.7, 1.2];
+    # directions with almost no gradient stay smaller), scaled by lr * sqrt(max(1, rows / cols)).
+    update = (before - weight.detach()) / (config.muon_lr * max(1, weight.shape[0] / weight.shape[1]) ** 0.5)
+    singular = torch.linalg.svdvals(update.float())
+    assert singular.max() < 1.3 and (singular > 0.5).float().mean() > 0.9
+    again = make_optimizer(tiny_model, config, torch.device("cpu"))
+    again.load_state_dict(optimizer.state_dict())
+    buffers = [optimizer.state[p]["momentum_buffer"] for p in optimizer.muon.param_groups[0]["params"]]
+    assert all(torch.equal(a, again.state[p]["momentum_buffer"]) for a, p in
+               zip(buffers, again.muon.param_groups[0]["params"]))

@@ -6,6 +6,8 @@ import { Controls } from "./Controls";
 import { History } from "./History";
 import type { HistoryEntry } from "./history";
 import { addEntry, fileName, loadHistory, saveHistory } from "./history";
+import { JudgePage } from "./Judge";
+import { usePage } from "./nav";
 import { LYRIC_DEFAULTS } from "./settings";
 
 type Health = "loading" | "ready" | "down";
@@ -67,6 +69,7 @@ async function copyText(text: string): Promise<void> {
 
 export function App() {
   const health = useHealth();
+  const page = usePage();
   const [apiKey, setApiKey] = useState(() => localStorage.getItem(API_KEY) ?? "");
   const [askKey, setAskKey] = useState(false);
   const [models, setModels] = useState<ModelInfo[]>([]);
@@ -191,6 +194,8 @@ export function App() {
           <span className="brand-tag">lyrics studio</span>
         </div>
         <div className="topbar-right">
+          <a className="nav" href="#" aria-current={page === "studio" ? "page" : undefined}>Studio</a>
+          <a className="nav" href="#judge" aria-current={page === "judge" ? "page" : undefined}>Real or model?</a>
           <span className={`status status-${health}`} role="status" aria-label="Server status">
             <span className="dot" aria-hidden="true" />
             {health === "ready" ? "Ready" : health === "loading" ? "Loading model…" : "Server unreachable"}
@@ -201,6 +206,7 @@ export function App() {
 
       {askKey && <KeyForm initial={apiKey} onSave={saveKey} />}
 
+      {page === "judge" ? <JudgePage apiKey={apiKey} ready={health === "ready"} onUnauthorized={() => setAskKey(true)} /> : (
       <main className="layout">
         <section className="panel compose" aria-label="Compose">
           <label className="field">
@@ -269,6 +275,7 @@ export function App() {
 
         <History entries={history} selected={sheet.id} onSelect={show} onClear={() => setHistory([])} />
       </main>
+      )}
     </div>
   );
 }

@@ -47,7 +47,7 @@ export class ApiError extends Error {
   }
 }
 
-function headers(apiKey: string): Record<string, string> {
+export function headers(apiKey: string): Record<string, string> {
   const h: Record<string, string> = { "Content-Type": "application/json" };
   if (apiKey) h.Authorization = `Bearer ${apiKey}`;
   return h;
