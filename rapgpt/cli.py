@@ -297,11 +297,13 @@ COMMANDS: list[Command] = [
         ),
     ),
     Command(
-        "import-hf", "Turn a local Hugging Face GPT-2 checkpoint into a rapgpt run.",
-        "Convert a Hugging Face GPT-2 checkpoint directory on disk (config.json with model.safetensors, its shards, "
-        "or pytorch_model.bin) into a rapgpt run directory that uses GPT-2's BPE tokenizer. Nothing is downloaded.",
+        "import-hf", "Turn a Hugging Face GPT-2 checkpoint (a directory, or a Hub name like gpt2) into a run.",
+        "Convert a Hugging Face GPT-2 checkpoint into a rapgpt run directory that uses GPT-2's BPE tokenizer. SOURCE "
+        "is a directory on disk (config.json with model.safetensors, its shards, or pytorch_model.bin) or a Hub model "
+        "id such as gpt2, distilgpt2 or user/model@revision, taken from the Hugging Face cache or downloaded into it "
+        "(HF_HOME, HF_HUB_OFFLINE, HF_ENDPOINT and HF_TOKEN apply; needs huggingface_hub).",
         _import_hf, args=(
-            arg("hf_dir", metavar="DIR", help="the Hugging Face checkpoint directory"),
+            arg("hf_dir", metavar="SOURCE", help="the checkpoint directory, or a Hub model id[@revision]"),
             arg("--out", required=True, metavar="RUN", help="the run directory to create"),
             _force("RUN"),
         ),

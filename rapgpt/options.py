@@ -31,11 +31,14 @@ def setting(
     name: str | None = None,
     parse: Callable[[str], Any] | None = None,
     repeat: bool = False,
+    optional_value: Any = None,
 ) -> Any:
     """A dataclass field with what its flag shows: the help text, the allowed values (strings), the metavar,
-    the public name where it differs from the field's, a parser of the typed text, and for tuples whether the flag
-    is repeated (`--x A --x B`) rather than followed by several values (`--x A B`)."""
-    metadata = {"help": help, "choices": choices, "metavar": metavar, "name": name, "parse": parse, "repeat": repeat}
+    the public name where it differs from the field's, a parser of the typed text, for tuples whether the flag
+    is repeated (`--x A --x B`) rather than followed by several values (`--x A B`), and the value that the flag
+    given alone means (`--x` for `--x VALUE`, when `optional_value` is not None)."""
+    metadata = {"help": help, "choices": choices, "metavar": metavar, "name": name, "parse": parse, "repeat": repeat,
+                "optional_value": optional_value}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -86,6 +89,8 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, title: str | None = No
             kwargs["action" if meta.get("repeat") else "nargs"] = "append" if meta.get("repeat") else "+"
         else:
             kwargs["choices"] = meta.get("choices")
+            if meta.get("optional_value") is not None:
+                kwargs.update(nargs="?", const=meta["optional_value"])
         if meta.get("metavar") or not kwargs.get("choices"):  # else argparse shows the choices: {fp32,bf16,fp16}
             kwargs["metavar"] = meta.get("metavar") or {int: "N", float: "X"}.get(kind, "NAME")
         group.add_argument(flag_name(name), **kwargs)

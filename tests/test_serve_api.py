@@ -325,4 +325,23 @@ def test_the_front_end_and_its_assets_are_served_at_the_root(client):
         assert client.get(f"/{asset}").status_code == 200
     for sneaky in ("/%2e%2e/api.py", "/assets/%2e%2e/%2e%2e/api.py", "/assets/..%2F..%2Fapi.py"):
         assert client.get(sneaky).status_code == 404  # nothing outside the front end's own folder
-    assert client.get("/docs").status_code == 200
+
+
+def test_the_api_docs_load_swagger_ui_from_the_server_itself(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    loaded = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert sorted(loaded) == ["/swagger-ui/favicon-32x32.png", "/swagger-ui/swagger-ui-bundle.js",
+                              "/swagger-ui/swagger-ui.css"]
+    for url in loaded:
+        assert client.get(url).status_code == 200
+    assert "url: '/openapi.json'" in page.text and '"validatorUrl": null' in page.text
+    redoc = client.get("/redoc", follow_redirects=False)
+    assert redoc.status_code == 307 and redoc.headers["location"] == "/docs"
+
+
+def test_a_server_without_swagger_ui_has_no_docs_page_and_says_why(engine, tmp_path, caplog):
+    with caplog.at_level("WARNING"), TestClient(create_app(engine, ServeSettings(static_dir=tmp_path))) as client:
+        assert client.get("/docs").status_code == 404
+        assert client.get("/openapi.json").status_code == 200
+    assert "npm run build" in caplog.text and "/docs" in caplog.text

@@ -4,9 +4,11 @@ lyrics stream in, stop, and check the layout on a phone-sized screen. Screenshot
 from __future__ import annotations
 
 import functools
+import json
 import time
 from dataclasses import asdict
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from serve_support import TOKENIZER, live_server, running_engine, tiny_model
@@ -172,3 +174,43 @@ def test_the_studio_takes_its_limits_from_the_server(server, browser):
     expect(page.get_by_label("Prompt")).to_have_attribute("maxlength", "123", timeout=30_000)
     expect(page.get_by_role("slider", name="Length")).to_have_attribute("max", "640")
     page.close()
+
+
+def test_the_api_docs_work_with_every_request_off_the_machine_blocked(server, browser, tmp_path):
+    _, url = server
+    context = browser.new_context(viewport={"width": 1280, "height": 1400})
+    asked: list[str] = []
+    blocked: list[str] = []
+
+    def only_this_machine(route) -> None:
+        asked.append(route.request.url)
+        if urlsplit(route.request.url).hostname in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort("internetdisconnected")
+
+    context.route("**/*", only_this_machine)
+    page = context.new_page()
+    page.goto(f"{url}/docs")
+    expect = sync_api.expect
+    paths = page.locator(".opblock-summary-path")
+    expect(paths.first).to_be_visible(timeout=30_000)
+    listed = set(paths.all_inner_texts())
+    assert {"/api/generate", "/v1/completions", "/v1/models", "/health", "/metrics"} <= {p.strip() for p in listed}
+
+    operation = page.locator(".opblock-post", has=page.locator(".opblock-summary-path", has_text="/api/generate"))
+    operation.locator(".opblock-summary").click()
+    operation.get_by_role("button", name="Try it out").click()
+    operation.locator("textarea.body-param__text").fill(
+        json.dumps({"prompt": "the night ", "max_new_tokens": 8, "temperature": 0, "stop": []})
+    )
+    operation.get_by_role("button", name="Execute").click()
+    live = operation.locator(".live-responses-table")
+    expect(live.locator("tr.response .response-col_status")).to_have_text("200", timeout=30_000)
+    answer = json.loads(live.locator("tr.response .highlight-code pre").first.inner_text())
+    assert answer["usage"]["completion_tokens"] == 8 and answer["finish_reason"] == "length"
+    page.screenshot(path=str(tmp_path / "docs.png"), full_page=True)
+    context.close()
+    assert blocked == []  # the page asked for nothing off this machine
+    assert any(u.endswith("/swagger-ui/swagger-ui-bundle.js") for u in asked)

@@ -76,12 +76,29 @@ def test_train_step_with_micro_batches_matches_one_large_batch(tiny_config):
     x, y = torch.randint(0, 67, (8, 16)), torch.randint(0, 67, (8, 16))
     opts = [torch.optim.SGD(m.parameters(), lr=1.0) for m in (one, two)]  # the step is the gradient itself
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    loss_one = train_step(one, opts[0], [(x, y)], CPU, 1.0, scaler)
-    loss_two = train_step(two, opts[1], [(x[:4], y[:4]), (x[4:], y[4:])], CPU, 1.0, scaler)
+    loss_one, norm_one = train_step(one, opts[0], [(x, y)], CPU, 1.0, scaler)
+    loss_two, norm_two = train_step(two, opts[1], [(x[:4], y[:4]), (x[4:], y[4:])], CPU, 1.0, scaler)
     assert loss_one.item() == pytest.approx(loss_two.item(), rel=1e-6)
+    assert norm_one.item() == pytest.approx(norm_two.item(), rel=1e-5)
     for a, b in zip(one.parameters(), two.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
     assert all(p.grad is None for p in one.parameters())  # gradients cleared for the next step
+
+
+@pytest.mark.parametrize("grad_clip", [0.0, 1e-3])
+def test_train_step_returns_the_gradient_norm_before_clipping(tiny_config, grad_clip):
+    torch.manual_seed(0)
+    model, reference = GPT(tiny_config), GPT(tiny_config)
+    reference.load_state_dict(model.state_dict())
+    x, y = torch.randint(0, 67, (4, 16)), torch.randint(0, 67, (4, 16))
+    reference(x, y)[1].backward()
+    expected = torch.cat([p.grad.flatten() for p in reference.parameters()]).norm()
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    _, grad_norm = train_step(model, optimizer, [(x, y)], CPU, grad_clip, torch.amp.GradScaler("cpu", enabled=False))
+    assert grad_norm.item() == pytest.approx(expected.item(), rel=1e-5)
+    moved = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.parameters(), before)]).norm()
+    assert moved.item() == pytest.approx(grad_clip or expected.item(), rel=1e-3)  # SGD at lr 1 moves by the gradient
 
 
 def test_gradient_accumulation_run_matches_a_k_times_larger_batch(tiny_dataset, tmp_path):
@@ -287,7 +304,7 @@ def test_compiled_blocks_train_like_eager_ones(tiny_config):
     losses = []
     for model in (eager, compiled):
         optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-        losses.append([train_step(model, optimizer, [(x, y)], runtime, 1.0, scaler).item() for _ in range(3)])
+        losses.append([train_step(model, optimizer, [(x, y)], runtime, 1.0, scaler)[0].item() for _ in range(3)])
     assert losses[1] == pytest.approx(losses[0], rel=2e-2)
     assert losses[1][2] < losses[1][0]
     assert set(compiled.state_dict()) == set(eager.state_dict())  # names unchanged by compiling in place

@@ -1,8 +1,9 @@
-"""`rapgpt import-hf`: a Hugging Face GPT-2 checkpoint directory on disk becomes a rapgpt run. Nothing is fetched.
+"""`rapgpt import-hf`: a Hugging Face GPT-2 checkpoint becomes a rapgpt run.
 
-The directory holds config.json and the weights as model.safetensors, as shards listed in
-model.safetensors.index.json, or as pytorch_model.bin (or its shards). Pickled weights are read with
-`torch.load(weights_only=True)`, which refuses to build anything but tensors and plain containers, so a pickle
+The checkpoint is a directory on disk or a Hub id such as `gpt2` or `user/model@revision`, which `hf_hub` fetches
+into (or finds in) the Hugging Face cache. The directory holds config.json and the weights as model.safetensors,
+as shards listed in model.safetensors.index.json, or as pytorch_model.bin (or its shards). Pickled weights are read
+with `torch.load(weights_only=True)`, which refuses to build anything but tensors and plain containers, so a pickle
 carrying code is rejected rather than run. The tokenizer is GPT-2's BPE.
 """
 
@@ -12,6 +13,7 @@ import json
 import pickle
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
@@ -23,6 +25,9 @@ from rapgpt.errors import CheckpointError
 from rapgpt.fileio import read_json, staged_dir
 from rapgpt.interop.gpt2 import from_hf_state, gpt_config
 
+if TYPE_CHECKING:
+    from rapgpt.interop.hf_hub import Snapshot
+
 # Weight files in the order transformers prefers them: (single file, index of shards).
 WEIGHT_FILES = (
     ("model.safetensors", "model.safetensors.index.json"),
@@ -30,11 +35,11 @@ WEIGHT_FILES = (
 )
 
 
-def import_hf(hf_dir: str | Path, out_run: str | Path, *, force: bool = False) -> Path:
-    """Convert the GPT-2 checkpoint in `hf_dir` into the rapgpt run directory `out_run` and return its path."""
-    hf_dir, out_run = Path(hf_dir), Path(out_run)
-    if not hf_dir.is_dir():
-        raise CheckpointError(f"Hugging Face checkpoint directory not found: {hf_dir}")
+def import_hf(source: str | Path, out_run: str | Path, *, force: bool = False) -> Path:
+    """Convert the GPT-2 checkpoint `source` (a directory, or a Hub id that is not one) into the rapgpt run directory
+    `out_run` and return its path."""
+    hf_dir, snapshot = locate_checkpoint(source)
+    out_run = Path(out_run)
     with staged_dir(out_run, force, CheckpointError, keep=[hf_dir]) as tmp:
         config_file = hf_dir / "config.json"
         hf = read_json(config_file, "Hugging Face config.json", CheckpointError)
@@ -52,8 +57,28 @@ def import_hf(hf_dir: str | Path, out_run: str | Path, *, force: bool = False) -
         source = ", ".join(str(hf_dir / f) for f in files)
         tied = hf.get("tie_word_embeddings", True)
         model = model_from_state(config, from_hf_state(state, config, tied, source), source)
-        save_run(tmp, model, tokenizer, imported_from={"format": "hf", "path": str(hf_dir.resolve()), "files": files})
+        imported_from = {"format": "hf", "path": str(hf_dir.resolve()), "files": files}
+        if snapshot is not None:
+            imported_from["hub"] = snapshot.provenance()
+        save_run(tmp, model, tokenizer, imported_from=imported_from)
     return out_run
+
+
+def locate_checkpoint(source: str | Path) -> tuple[Path, Snapshot | None]:
+    """The checkpoint directory `source` names, and the Hub snapshot it is when `source` is a Hub id."""
+    path = Path(source)
+    if path.is_dir():
+        return path, None
+    try:
+        from rapgpt.interop.hf_hub import fetch_checkpoint, parse_hub_id
+    except ImportError as e:  # huggingface_hub is missing
+        raise CheckpointError(f"Hugging Face checkpoint directory not found: {path} (to download a model from the "
+                              "Hub by its name, install huggingface_hub: pip install 'rapgpt[hub]')") from e
+    model = None if path.exists() else parse_hub_id(str(source))
+    if model is None:
+        raise CheckpointError(f"Hugging Face checkpoint directory not found: {path}")
+    snapshot = fetch_checkpoint(model)
+    return snapshot.directory, snapshot
 
 
 def check_gpt2_vocabulary(hf_dir: Path) -> None:
@@ -85,13 +110,18 @@ def read_hf_weights(hf_dir: Path) -> tuple[list[str], dict[str, torch.Tensor]]:
     raise CheckpointError(f"no weights in {hf_dir}: expected one of {names}")
 
 
-def shard_names(index_file: Path) -> list[str]:
-    """The shard files an index lists, each checked to exist."""
+def listed_shards(index_file: Path) -> list[str]:
+    """The shard files an index lists."""
     index = read_json(index_file, "weights index", CheckpointError)
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
         raise CheckpointError(f"{index_file} has no weight_map listing the shard of each tensor")
-    shards = sorted(set(weight_map.values()))
+    return sorted(set(weight_map.values()))
+
+
+def shard_names(index_file: Path) -> list[str]:
+    """The shard files an index lists, each checked to exist."""
+    shards = listed_shards(index_file)
     for shard in shards:
         if not (index_file.parent / shard).is_file():
             raise CheckpointError(f"shard {shard} listed in {index_file} is missing")

@@ -54,6 +54,10 @@ def model_card(run_dir: Path, run_config: dict[str, Any], model: GPT, tokenizer:
 
 def imported_note(run_config: dict[str, Any]) -> str:
     source = run_config.get("imported_from")
+    hub = source.get("hub") if isinstance(source, dict) else None
+    if isinstance(hub, dict):
+        return (f" Its weights were imported from the Hugging Face Hub model `{hub.get('repo_id')}` at commit "
+                f"{hub.get('commit')}.")
     if isinstance(source, dict) and "path" in source:
         return f" Its weights were imported from the Hugging Face checkpoint at `{source['path']}`."
     return ""

@@ -33,6 +33,7 @@ from rapgpt.errors import ConfigError, TokenizerError
 from rapgpt.generate import SamplingParams
 from rapgpt.generate.params import WritingParams
 from rapgpt.serve.config import LIMITS, ServeConfig
+from rapgpt.serve.docs import DOCS_PATH, SWAGGER_DIR, add_docs
 from rapgpt.serve.engine import Chunk, Engine, Failed, Finished, Result, Sink, Ticket, Unavailable
 from rapgpt.serve.metrics import CONTENT_TYPE, Metrics
 from rapgpt.serve.schemas import (
@@ -58,7 +59,7 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 # Paths counted in the metrics under their own name; anything else is "static" or "other", so that a scan of
 # random URLs cannot grow the number of time series.
-METRIC_PATHS = ("/api/generate", "/v1/completions", "/v1/models", "/health", "/metrics", "/docs", "/openapi.json",
+METRIC_PATHS = ("/api/generate", "/v1/completions", "/v1/models", "/health", "/metrics", DOCS_PATH, "/openapi.json",
                 "/api/judge/excerpt", "/api/judge/answers", "/api/judge/score")
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
@@ -121,7 +122,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
     settings = settings or ServeSettings()
     metrics = engine.metrics
     created = int(time.time())
-    app = FastAPI(title="rapgpt", version=__version__,
+    app = FastAPI(title="rapgpt", version=__version__, docs_url=None, redoc_url=None,
                   description="Write lyrics with a rapgpt model. `/v1` follows OpenAI's completions API.")
 
     @app.exception_handler(ApiError)
@@ -344,6 +345,7 @@ def create_app(engine: Engine, settings: ServeSettings | None = None) -> FastAPI
 
         app.include_router(judge_router(JudgeStore(settings.judge_db), protected))
 
+    add_docs(app, settings.static_dir)
     if settings.static_dir is not None and (settings.static_dir / "index.html").is_file():
         app.mount("/", StaticFiles(directory=settings.static_dir, html=True), name="front end")
     else:
@@ -433,7 +435,7 @@ def _event_stream(events: AsyncIterator[str]) -> StreamingResponse:
 def _metric_path(path: str) -> str:
     if path in METRIC_PATHS:
         return path
-    if path == "/" or path.startswith("/assets/") or path == "/index.html":
+    if path == "/" or path.startswith(("/assets/", f"/{SWAGGER_DIR}/")) or path == "/index.html":
         return "static"
     return "other"
 

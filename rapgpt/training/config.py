@@ -48,6 +48,11 @@ class TrainConfig:
     early_stop: bool = setting(False, "stop the run when overfitting is detected")
     sample_every: int = setting(0, "print a generated sample at every Nth evaluation (0: never)")
     sample_tokens: int = setting(200, "length of each generated sample, in tokens")
+    tensorboard: str | None = setting(
+        None, "also write the metrics and samples as TensorBoard events into DIR (without DIR: RUN/tensorboard), "
+        "to watch with `tensorboard --logdir` (default: off; needs the tensorboard extra)",
+        optional_value="", metavar="DIR",
+    )
     # Runtime.
     precision: str = setting(
         "auto", "fp32, bf16 (autocast), fp16 (CUDA, with loss scaling); auto picks bf16 where the hardware has it",
@@ -83,8 +88,8 @@ class TrainConfig:
 # Settings that may differ when a run is resumed: budgets, logging and how the hardware is used. Every other
 # setting shapes the trajectory, so a resumed run must keep it.
 RESUMABLE_CHANGES = frozenset(
-    {*BUDGETS, "eval_interval", "patience", "early_stop", "sample_every", "sample_tokens", "compile", "device",
-     "threads"}
+    {*BUDGETS, "eval_interval", "patience", "early_stop", "sample_every", "sample_tokens", "tensorboard", "compile",
+     "device", "threads"}
 )
 
 

@@ -10,6 +10,7 @@ model from a preset and a prepared dataset and hands both to `fit`.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,7 @@ from rapgpt.training.optim import lr_at, make_optimizer, set_lr
 from rapgpt.training.plots import plot_curves
 from rapgpt.training.runtime import Runtime, setup_runtime, teardown
 from rapgpt.training.state import STATE, check_fingerprint, load_state, save_state
+from rapgpt.training.tensorboard import TensorBoardLog, log_dir
 
 BEST = "best.safetensors"
 CURVES = "curves.png"
@@ -54,9 +56,10 @@ C = TypeVar("C", bound=TrainConfig)
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, micro_batches: list[tuple[torch.Tensor, ...]],
-               runtime: Runtime, grad_clip: float, scaler: torch.amp.GradScaler) -> torch.Tensor:
-    """One optimizer step over `micro_batches`, gradients averaged; returns the mean loss as a tensor (reading it
-    would wait for the device). Under DDP, gradients are exchanged on the last micro-batch only."""
+               runtime: Runtime, grad_clip: float, scaler: torch.amp.GradScaler) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step over `micro_batches`, gradients averaged; returns the mean loss and the gradient norm
+    before clipping, as tensors (reading them would wait for the device). Under DDP, gradients are exchanged on
+    the last micro-batch only."""
     device = runtime.device
     total = torch.zeros((), device=device)
     for i, (x, y) in enumerate(micro_batches):
@@ -67,13 +70,13 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, micro_batches
                 _, loss = model(to_device(x, device), to_device(y, device), return_logits=False)
             scaler.scale(loss / len(micro_batches)).backward()
         total += loss.detach()
-    if grad_clip:
-        scaler.unscale_(optimizer)
-        nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], grad_clip)
+    scaler.unscale_(optimizer)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    grad_norm = nn.utils.clip_grad_norm_(params, grad_clip or math.inf)  # no clipping at 0: the norm alone
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
-    return total / len(micro_batches)
+    return total / len(micro_batches), grad_norm.detach()
 
 
 def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -114,6 +117,7 @@ class _Run:
         self.progress = Progress()
         self.records: list[dict[str, Any]] = []  # the evaluations so far (rank 0 only)
         self.last_eval_step: int | None = None
+        self.tensorboard: TensorBoardLog | None = None  # opened by `train`, after a resume has read the records
         settings = {k: v for k, v in to_dict(config).items() if k not in RESUMABLE_CHANGES}
         self.fingerprint = {**identity, "train": settings, "precision": runtime.precision, "world_size": world}
         torch.manual_seed(config.seed + rank)  # this process's dropout stream
@@ -168,7 +172,7 @@ class _Run:
             seconds = self.runtime.all_reduce(clock, dist.ReduceOp.MAX).item()
         return seconds
 
-    def checkpoint(self, lr: float, train_loss: float | None) -> bool:
+    def checkpoint(self, lr: float, train_loss: float | None, grad_norm: float | None = None) -> bool:
         """Evaluate, then (rank 0) log, save weights, metrics, state and curves; True to stop early."""
         config, progress, main = self.config, self.progress, self.runtime.is_main
         metrics = evaluate_splits(self.model, self.eval_data, config.batch_size, self.runtime)
@@ -176,8 +180,8 @@ class _Run:
         self.last_eval_step = progress.step
         record = {
             "step": progress.step, "tokens": progress.tokens, "epoch": progress.epochs(self.train_tokens),
-            "lr": lr, "loss": train_loss, **metrics, "seconds": progress.seconds, "best": is_best,
-            "overfitting": overfitting,
+            "lr": lr, "loss": train_loss, "grad_norm": grad_norm, **metrics, "seconds": progress.seconds,
+            "best": is_best, "overfitting": overfitting,
         }
         rng = self.rng_states()
         if not main:
@@ -196,6 +200,8 @@ class _Run:
         if is_best:
             self.save("best", record)
         append_metrics(self.out_dir / METRICS, record)
+        if self.tensorboard is not None:
+            self.tensorboard.write(record)
         self.records.append(record)
         save_state(self.out_dir / STATE, {
             "fingerprint": self.fingerprint,
@@ -223,6 +229,22 @@ class _Run:
         return completion.text
 
     def train(self) -> dict[str, Any]:
+        if self.config.tensorboard is not None and self.runtime.is_main:
+            self.tensorboard = TensorBoardLog(log_dir(self.config.tensorboard, self.out_dir),
+                                              self.records[-1] if self.records else None)
+        try:
+            return self._train()
+        finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+
+    def interval_means(self, sums: torch.Tensor, steps: int) -> tuple[float, float]:
+        """The mean training loss and gradient norm of the `steps` steps since the last evaluation, over every
+        process (`sums` holds their sums)."""
+        loss, grad_norm = (self.runtime.all_reduce(sums / steps) / self.runtime.world_size).tolist()
+        return loss, grad_norm
+
+    def _train(self) -> dict[str, Any]:
         config, progress, runtime = self.config, self.progress, self.runtime
         if config.compile:
             compile_blocks(self.model)
@@ -239,7 +261,7 @@ class _Run:
         bar = tqdm(total=100.0, unit="%", disable=not runtime.is_main, dynamic_ncols=True,
                    bar_format="{l_bar}{bar}| {elapsed}<{remaining}{postfix}")
         bar.update(min(100.0, 100 * budget_used(config, progress, self.train_tokens)))
-        start_tokens, loss_sum, losses = progress.tokens, torch.zeros((), device=runtime.device), 0
+        start_tokens, sums, losses = progress.tokens, torch.zeros(2, device=runtime.device), 0  # loss, grad norm
         shown = since
         while not stop:
             progress.seconds = self.elapsed(since, base)
@@ -249,26 +271,26 @@ class _Run:
                 break
             lr = self.lr()
             set_lr(self.optimizer, lr)
-            loss = train_step(model, self.optimizer, self.sampler.micro_batches(progress.step), runtime,
-                              config.grad_clip, self.scaler)
+            loss, grad_norm = train_step(model, self.optimizer, self.sampler.micro_batches(progress.step), runtime,
+                                         config.grad_clip, self.scaler)
             progress.step += 1
             progress.tokens += self.sampler.tokens_per_step
-            loss_sum += loss
+            sums += torch.stack((loss, grad_norm.to(loss.dtype)))
             losses += 1
             if time.perf_counter() - shown >= SHOW_EVERY:  # reading the loss waits for the device: only now
                 shown = time.perf_counter()
                 rate = (progress.tokens - start_tokens) / max(shown - since, 1e-9)
                 bar.set_postfix_str(f"step {progress.step:,}, loss {loss.item():.4f}, {rate:,.0f} tok/s")
             if progress.step % config.eval_interval == 0:
-                train_loss = runtime.all_reduce(loss_sum / losses).item() / runtime.world_size
+                train_loss, grad_norm = self.interval_means(sums, losses)
                 progress.seconds = self.elapsed(since, base)
-                stop = self.checkpoint(lr, train_loss)
-                loss_sum, losses = torch.zeros((), device=runtime.device), 0
+                stop = self.checkpoint(lr, train_loss, grad_norm)
+                sums, losses = torch.zeros(2, device=runtime.device), 0
         bar.close()
         if self.last_eval_step != progress.step:
-            train_loss = runtime.all_reduce(loss_sum / max(losses, 1)).item() / runtime.world_size
+            means = self.interval_means(sums, losses) if losses else (None, None)
             progress.seconds = self.elapsed(since, base)
-            self.checkpoint(self.lr(), train_loss if losses else None)
+            self.checkpoint(self.lr(), *means)
         return self.records[-1] if self.records else {}
 
 

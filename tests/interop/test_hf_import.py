@@ -3,6 +3,7 @@ import pickle
 
 import pytest
 import torch
+from hf_support import assert_same_logits
 from safetensors.torch import save_file
 from transformers import AutoTokenizer
 
@@ -12,16 +13,6 @@ from rapgpt.data.tokenizer import GPT2Tokenizer
 from rapgpt.errors import CheckpointError
 from rapgpt.interop.hf_import import import_hf
 from rapgpt.interop.hf_tokenizer import save_hf_tokenizer
-
-
-def assert_same_logits(hf_model, run_dir):
-    model, tokenizer, config = load_run(run_dir)
-    idx = torch.randint(0, 50257, (2, 40), generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        expected, ours = hf_model(idx).logits, model(idx)[0]
-    assert isinstance(tokenizer, GPT2Tokenizer)
-    assert (ours - expected).abs().max() < 1e-4
-    return config
 
 
 def save_config_only(hf_model, hf_dir):

@@ -35,3 +35,14 @@ def test_card_of_a_bare_run_says_what_is_not_recorded(tmp_path, make_run, make_t
     card = model_card(tmp_path / "run", run_config, model, tokenizer)
     assert "does not record its training data" in card and "no recorded evaluations" in card
     assert "GPT-2's byte-level BPE" in card and "| vocabulary | 50257 |" in card
+
+
+def test_card_of_a_model_imported_from_the_hub_names_the_model_and_commit(tmp_path, make_run, make_tokenizer):
+    make_run(tmp_path / "run", make_tokenizer("gpt2"))
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    config["imported_from"] = {"format": "hf", "path": "/cache/snapshots/abc", "files": ["model.safetensors"],
+                               "hub": {"repo_id": "someone/tiny-gpt2", "revision": "main", "commit": "abc123"}}
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config))
+    model, tokenizer, run_config = load_run(tmp_path / "run")
+    card = model_card(tmp_path / "run", run_config, model, tokenizer)
+    assert "imported from the Hugging Face Hub model `someone/tiny-gpt2` at commit abc123." in card
