@@ -90,9 +90,12 @@ def test_the_rhyme_score_changes_which_candidate_is_kept(couplet_model):
 
 def test_a_user_stop_string_ends_the_verse_inside_a_line(couplet_model):
     model, tokenizer = couplet_model
-    params = SamplingParams(max_new_tokens=60, seed=1, stop=("e",))
-    (verse,) = write(BatchDecoder(model, tokenizer, 8), [""], params, WritingParams(scheme="AABB", lines=4))
-    assert verse.finish_reason == "stop" and "e" not in verse.text
+    writing = WritingParams(scheme="AABB", lines=4)
+    (free,) = write(BatchDecoder(model, tokenizer, 8), [""], SamplingParams(max_new_tokens=60, seed=1), writing)
+    stop = " " + free.text.splitlines()[1].split()[1]  # the second word of the second line
+    params = SamplingParams(max_new_tokens=60, seed=1, stop=(stop,))
+    (verse,) = write(BatchDecoder(model, tokenizer, 8), [""], params, writing)
+    assert verse.finish_reason == "stop" and verse.text == free.text[: free.text.index(stop)]
 
 
 def test_verses_and_plain_sequences_share_one_batch(couplet_model):
