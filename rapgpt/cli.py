@@ -18,7 +18,7 @@ from typing import Any
 
 from rapgpt import __version__
 from rapgpt.data.clean import CleanOptions
-from rapgpt.data.collect_config import API_ROOT, SAVE_EVERY, SORTS, TOKEN_ENV, WEB_ROOT, RequestPolicy
+from rapgpt.data.collect_config import CollectConfig
 from rapgpt.data.config import PrepareConfig
 from rapgpt.errors import ConfigError, RapgptError
 from rapgpt.evaluate.config import EvalConfig
@@ -71,14 +71,10 @@ def _quickstart(args: argparse.Namespace, config: QuickstartConfig) -> None:
     quickstart(args.out, config, force=args.force)
 
 
-def _collect(args: argparse.Namespace) -> None:
+def _collect(args: argparse.Namespace, config: CollectConfig) -> None:
     from rapgpt.data.collect import collect, format_summary
 
-    policy = RequestPolicy(min_interval=args.min_interval, request_timeout=args.request_timeout, retries=args.retries)
-    summaries = collect(args.artist, args.out, args.max_songs, args.token, include_features=args.include_features,
-                        sort=args.sort, save_every=args.save_every, policy=policy, api_root=args.api_root,
-                        web_root=args.web_root)
-    print(format_summary(summaries))
+    print(format_summary(collect(args.artist, args.out, **config.arguments())))
 
 
 def _prepare(args: argparse.Namespace, config: PrepareConfig, clean: CleanOptions) -> None:
@@ -185,31 +181,10 @@ COMMANDS: list[Command] = [
         "collect", "Collect lyrics from Genius into one Lyrics_<Artist>.json file per artist.",
         "Collect song lyrics from Genius into OUT/Lyrics_<Artist>.json (the lyricsgenius format that "
         "`rapgpt prepare` reads). Running it again resumes: songs already saved are kept and skipped.",
-        _collect, args=(
+        _collect, (CollectConfig,), (
             arg("--artist", action="append", required=True, metavar="NAME",
                 help="artist name as spelt on genius.com; repeat for several artists"),
             arg("--out", required=True, metavar="DIR", help="directory for the Lyrics_<Artist>.json files"),
-            arg("--max-songs", type=int, default=None, metavar="N",
-                help="at most N songs per artist, counting songs saved by earlier runs; omitted: all"),
-            arg("--token", default=None, help=f"Genius API client access token; omitted: ${TOKEN_ENV} (get one at "
-                                              "https://genius.com/api-clients)"),
-            arg("--sort", choices=SORTS, default=SORTS[0], help="order to collect songs in"),
-            arg("--include-features", action="store_true",
-                help="also collect songs where the artist is featured but not the primary artist"),
-            arg("--save-every", type=int, default=SAVE_EVERY, metavar="N",
-                help="rewrite an artist's file after every N new songs (and always when the run ends)"),
-            arg("--min-interval", type=float, default=RequestPolicy.min_interval, metavar="SECONDS",
-                help="least time between two requests to Genius"),
-            arg("--request-timeout", type=float, default=RequestPolicy.request_timeout, metavar="SECONDS",
-                help="most time for one request, from connecting to the last byte of the answer; a request that "
-                     "takes longer counts as a timeout and is retried"),
-            arg("--retries", type=int, default=RequestPolicy.retries,
-                help="retries of a request on timeouts, connection errors, 429, 5xx and broken answers, with "
-                     "exponential backoff"),
-            arg("--api-root", default=API_ROOT,
-                help="Genius API base URL (change only for a mirror or a test server)"),
-            arg("--web-root", default=WEB_ROOT,
-                help="Genius web site base URL, for the lyrics pages (change only for a mirror or a test server)"),
         ),
     ),
     Command(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import inspect
 import itertools
 import json
 import socket
@@ -18,6 +19,7 @@ import pytest
 
 from rapgpt.cli import main
 from rapgpt.data.collect import RequestPolicy, artist_file, collect, lyrics_from_html, retry_after_seconds
+from rapgpt.data.collect_config import CollectConfig
 from rapgpt.errors import ConfigError, DataError, NetworkError
 
 TOKEN = "good-token"
@@ -465,3 +467,11 @@ def test_cli_collects_prints_a_summary_and_reports_errors_on_one_line(genius, tm
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "rapgpt collect: error: no Genius API token" in err
+
+
+def test_collect_settings_pass_every_flag_to_collect_with_the_request_ones_in_its_policy():
+    config = CollectConfig(max_songs=3, sort="title", min_interval=0.0, request_timeout=9.0, retries=1)
+    arguments = config.arguments()
+    assert arguments["policy"] == RequestPolicy(min_interval=0.0, request_timeout=9.0, retries=1)
+    assert (arguments["max_songs"], arguments["sort"], arguments["save_every"]) == (3, "title", 20)
+    assert set(arguments) <= set(inspect.signature(collect).parameters)
