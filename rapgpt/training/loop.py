@@ -173,31 +173,48 @@ class _Run:
         return seconds
 
     def checkpoint(self, lr: float, train_loss: float | None, grad_norm: float | None = None) -> bool:
-        """Evaluate, then (rank 0) log, save weights, metrics, state and curves; True to stop early."""
-        config, progress, main = self.config, self.progress, self.runtime.is_main
-        metrics = evaluate_splits(self.model, self.eval_data, config.batch_size, self.runtime)
+        """Evaluate, then (rank 0) report and save everything a resume and a reader need; True to stop early."""
+        record = self.measure(lr, train_loss, grad_norm)
+        rng = self.rng_states()  # gathered from every process, so taken before the ranks part
+        if self.runtime.is_main:
+            self.report(record)
+            self.add_sample(record)
+            self.persist(record, rng)
+        return record["overfitting"] and self.config.early_stop
+
+    def measure(self, lr: float, train_loss: float | None, grad_norm: float | None) -> dict[str, Any]:
+        """Evaluate both splits (on every process) and return this evaluation's record."""
+        progress = self.progress
+        metrics = evaluate_splits(self.model, self.eval_data, self.config.batch_size, self.runtime)
         is_best, overfitting = self.monitor.update(metrics["train_loss"], metrics["val_loss"])
         self.last_eval_step = progress.step
-        record = {
+        return {
             "step": progress.step, "tokens": progress.tokens, "epoch": progress.epochs(self.train_tokens),
             "lr": lr, "loss": train_loss, "grad_norm": grad_norm, **metrics, "seconds": progress.seconds,
             "best": is_best, "overfitting": overfitting,
         }
-        rng = self.rng_states()
-        if not main:
-            return overfitting and config.early_stop
+
+    def report(self, record: dict[str, Any]) -> None:
+        """Print the evaluation's row of the table (under its header, the first time) and an overfitting warning."""
         if not self.records:
             tqdm.write(table_header())
         tqdm.write(table_row(record))
-        if overfitting:
-            tqdm.write(f"warning: val loss rose for {config.patience} evaluations while train loss fell: the "
-                       "model is overfitting" + (", stopping (--early-stop)" if config.early_stop else ""))
-        evaluations = len(self.monitor.history)
+        if record["overfitting"]:
+            tqdm.write(f"warning: val loss rose for {self.config.patience} evaluations while train loss fell: the "
+                       "model is overfitting" + (", stopping (--early-stop)" if self.config.early_stop else ""))
+
+    def add_sample(self, record: dict[str, Any]) -> None:
+        """Every `sample_every` evaluations, write a sample into the record and print it."""
+        config, evaluations = self.config, len(self.monitor.history)
         if config.sample_every and self.tokenizer is not None and (evaluations - 1) % config.sample_every == 0:
             record["sample"] = self.sample()
-            tqdm.write(f"--- sample at step {progress.step:,} ---\n{record['sample']}\n---")
+            tqdm.write(f"--- sample at step {self.progress.step:,} ---\n{record['sample']}\n---")
+
+    def persist(self, record: dict[str, Any], rng: list[dict[str, torch.Tensor]]) -> None:
+        """Save the weights (latest, and best when it is), the metrics, TensorBoard events, the state that
+        --resume continues from, and the curves."""
         self.save("latest", record)
-        if is_best:
+        if record["best"]:
             self.save("best", record)
         append_metrics(self.out_dir / METRICS, record)
         if self.tensorboard is not None:
@@ -205,7 +222,7 @@ class _Run:
         self.records.append(record)
         save_state(self.out_dir / STATE, {
             "fingerprint": self.fingerprint,
-            "progress": vars(progress).copy(),
+            "progress": vars(self.progress).copy(),
             "model": {name: p.detach().cpu() for name, p in self.trainable().items()},
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -213,7 +230,6 @@ class _Run:
             "rng": rng,
         })
         plot_curves(self.records, self.out_dir / CURVES)
-        return overfitting and config.early_stop
 
     def sample(self) -> str:
         """What the model writes now, from the decoder that serves it later (on the model's device, with its own
