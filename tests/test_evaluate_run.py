@@ -11,6 +11,8 @@ from rapgpt.data.tokenizer import CharTokenizer
 from rapgpt.errors import ConfigError, DataError
 from rapgpt.evaluate import run
 from rapgpt.evaluate.config import EvalConfig
+from rapgpt.evaluate.text import words
+from rapgpt.generate.lexicon import run_lexicon
 from rapgpt.model import GPT, GPTConfig
 from tests.invented_artists import invented_line, invented_songs
 
@@ -42,11 +44,11 @@ def setup(tmp_path):
         w.commit(stats={}, options={})
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16))
-    save_run(tmp_path / "run", model, tok)
+    save_run(tmp_path / "run", model, tok, data="data")  # the run records its dataset, as training does
     return tmp_path
 
 
-def fake_generations(model, tokenizer, prompts, num_samples, max_new_tokens, seed, writing=None):
+def fake_generations(model, tokenizer, prompts, num_samples, max_new_tokens, seed, writing=None, speller=None):
     """Stands in for the sampler: the evaluation only sees texts."""
     rng = random.Random(seed)
     return [["\n".join(invented_line("Harbor Saint", rng) for _ in range(4)) + "\n"] * num_samples for _ in prompts]
@@ -70,6 +72,21 @@ def test_evaluate_writes_the_report_with_intrinsic_scores_and_a_cached_index(set
     assert report["models"]["base"]["samples"][0]["reference_logprob"] < 0
     pooled = {t["source"]: t["excerpts"] for t in report["judge"]["sources"]}
     assert pooled[f"base ({setup / 'run'})"] == len(run.read_prompts())  # a prompt's two samples are one text
+
+
+def test_samples_are_written_with_the_lexicon_as_rapgpt_generate_writes_them(setup):
+    """The report judges what users get: a character model spells only words of its training text, unless the
+    lexicon is turned off (this random model then writes non-words)."""
+    lexicon = run_lexicon(setup / "run")
+    shares = {}
+    for choice in (None, "off"):
+        config = EvalConfig(artist="Harbor Saint", num_samples=1, max_new_tokens=120, intrinsic_tokens=0,
+                            cache_dir=str(setup / "cache"), lexicon=choice)
+        run.evaluate(setup / "run", setup / "data", setup / f"out-{choice}", config=config)
+        samples = json.loads((setup / f"out-{choice}" / "report.json").read_text())["models"]["base"]["samples"]
+        found = [w for s in samples for w in words(s["text"])[:-1]]  # the last word may be cut by the length
+        shares[choice] = sum(w in lexicon for w in found) / len(found)
+    assert shares[None] == 1.0 and shares["off"] < 0.5
 
 
 def test_cli_reports_a_missing_dataset_in_one_line(setup, capsys):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rapgpt.errors import ConfigError
-from rapgpt.generate.params import SCHEMES
+from rapgpt.generate.params import SCHEMES, lexicon_setting
 from rapgpt.options import setting
 
 
@@ -34,6 +34,7 @@ class EvalConfig:
     scheme: str = setting(
         "free", "write each sample as a verse of --chunk-lines lines to this rhyme scheme (8 candidate lines each), "
                 "to compare free and rhymed writing", choices=SCHEMES)
+    lexicon: str | None = lexicon_setting()  # the samples are written as `rapgpt generate` writes them
     reference_model: str | None = setting(
         None, "a run that is not the one judged (e.g. a larger or longer-trained base): each text's mean "
               "log-probability under it joins the fluency measures", metavar="RUN")

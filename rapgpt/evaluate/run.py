@@ -29,6 +29,7 @@ from rapgpt.evaluate.originality import NgramIndex
 from rapgpt.evaluate.references import dataset_songs, require_artist
 from rapgpt.evaluate.report import write_report
 from rapgpt.evaluate.scoring import score_generations
+from rapgpt.generate.lexicon import Speller, run_speller
 from rapgpt.generate.params import WritingParams
 from rapgpt.model import GPT
 from rapgpt.training.runtime import pick_device
@@ -78,7 +79,7 @@ def fit_prompts(prompts: list[str], tokenizer: Tokenizer) -> list[str]:
 
 def generate_texts(
     model: GPT, tokenizer: Tokenizer, prompts: list[str], num_samples: int, max_new_tokens: int, seed: int,
-    writing: WritingParams | None = None,
+    writing: WritingParams | None = None, speller: Speller | None = None,
 ) -> list[list[str]]:
     """`num_samples` continuations per prompt from the project's sampler, in one batched call (verses written
     line by line when `writing` asks for a scheme). The sampler seeds request j with seed + j, so every sample has
@@ -88,7 +89,7 @@ def generate_texts(
 
     requests = [p for _ in range(num_samples) for p in prompts]
     params = SamplingParams(max_new_tokens=max_new_tokens, seed=seed)
-    completions = write(BatchDecoder(model, tokenizer, max_batch=32), requests, params, writing)
+    completions = write(BatchDecoder(model, tokenizer, max_batch=32), requests, params, writing, speller)
     return [[completions[i * len(prompts) + k].text for i in range(num_samples)] for k in range(len(prompts))]
 
 
@@ -154,8 +155,9 @@ def evaluate(
         elif intrinsic_tokens:
             scores[name] = intrinsic_scores(net, dataset, artist, intrinsic_tokens)
         print(f"generating {num_samples} x {len(prompt_list)} samples with {name}", file=sys.stderr)
+        speller = run_speller(model, tokenizer, config.lexicon, adapter if name == "adapter" else None)
         generations[name] = generate_texts(net, tokenizer, prompt_list, num_samples, config.max_new_tokens, seed,
-                                           writing)
+                                           writing, speller)
 
     report = score_generations(
         prompt_list,

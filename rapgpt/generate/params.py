@@ -124,6 +124,12 @@ MAX_CANDIDATES = 64
 MAX_LINES = 256
 
 
+def lexicon_setting() -> str | None:
+    """The `--lexicon` setting, shared by every command that writes (generate, serve, eval)."""
+    return setting(None, "corpus: a character model spells only words of its training text; off "
+                         "(default: corpus for character models)", choices=LEXICONS)
+
+
 @dataclass(frozen=True)
 class WritingParams:
     """How to write beyond sampling token after token: line by line to a rhyme scheme, choosing each line among
@@ -138,8 +144,7 @@ class WritingParams:
                                            f"(default: {SCHEME_CANDIDATES} with a scheme, else 1)")
     rhyme_weight: float = setting(1.0, "what a perfect rhyme is worth against the mean log-probability per token "
                                        "when choosing a line")
-    lexicon: str | None = setting(None, "corpus: a character model spells only words of its training text; off "
-                                        "(default: corpus for character models)", choices=LEXICONS)
+    lexicon: str | None = lexicon_setting()
 
     def __post_init__(self) -> None:
         _check(self.scheme in SCHEMES, "scheme", self.scheme, f"one of {', '.join(SCHEMES)}")
