@@ -46,7 +46,7 @@ def test_eval_with_a_scheme_writes_verses_of_chunk_lines_and_records_the_scheme(
     asked = []
 
     def recording(*args):
-        asked.append(args[-1])
+        asked.append(args[6])  # the writing settings, after model, tokenizer, prompts, samples, tokens and seed
         return fake_generations(*args)
 
     monkeypatch.setattr(eval_run, "generate_texts", recording)
