@@ -5,7 +5,7 @@ import pytest
 from rapgpt.errors import ConfigError
 from rapgpt.evaluate.text import lyric_lines, words
 from rapgpt.generate import BatchDecoder, SamplingParams
-from rapgpt.generate.decoder import Completion
+from rapgpt.generate.decoder import Completion, Event
 from rapgpt.generate.params import WritingParams
 from rapgpt.generate.scheme import LineWriter, Verse, partners, write
 from rapgpt.rhyme import rhymes
@@ -127,3 +127,35 @@ def test_the_candidates_of_a_line_share_one_prefill_of_their_prefix(couplet_mode
     (verse,) = write(decoder, ["we run\n"], SamplingParams(max_new_tokens=8, seed=0),
                      WritingParams(scheme="AABB", lines=2, candidates=8))
     assert len(prefills) == verse.text.count("\n") == 2  # one prefill per line, not one per candidate
+
+
+def test_a_line_is_decided_once_most_candidates_end_and_the_stragglers_are_stopped(couplet_model):
+    model, tokenizer = couplet_model
+    decoder = BatchDecoder(model, tokenizer, max_batch=8)
+    verse = Verse(-1, decoder, "we run the night\n", SamplingParams(seed=0), WritingParams(scheme="AABB", lines=2,
+                                                                                           candidates=4))
+    ids = list(verse.pending)
+    lines = ["we run my light", "the city day", "my car is cold"]
+    for seq_id, text in zip(ids[:2], lines, strict=False):
+        assert verse.feed(Event(seq_id, text, 1, Completion(text, [1] * len(text), "stop", 1, 0, 0, -5.0))) is None
+    # The third of four candidates to end at a line break decides the line (quorum 3); the fourth is stopped.
+    kept = verse.feed(Event(ids[2], lines[2], 1, Completion(lines[2], [1] * 14, "stop", 1, 0, 0, -5.0)))
+    assert kept is not None and kept.text == "we run my light\n"  # the rhyme with "night" wins
+    assert [seq.id for seq in decoder.waiting if seq.cancelled] == [ids[3]]
+    late = Completion("the straggler's run-on line", [1] * 26, "cancelled", 1, 0, 0, -1.0)
+    assert verse.feed(Event(ids[3], "", None, late)) is None and ids[3] not in verse.pending
+
+
+def test_stopping_stragglers_keeps_a_seeded_verse_reproducible(couplet_model):
+    model, tokenizer = couplet_model
+    decoder = BatchDecoder(model, tokenizer, max_batch=16)
+    stopped = []
+    cancel = decoder.cancel
+    decoder.cancel = lambda seq_id: stopped.append(seq_id) or cancel(seq_id)
+    # A high temperature makes some candidates run on past their line.
+    params = SamplingParams(max_new_tokens=60, temperature=1.6, seed=5)
+    writing = WritingParams(scheme="AABB", lines=6, candidates=8)
+    first = write(decoder, [""], params, writing)[0]
+    assert stopped  # some candidates were stopped before their line ended
+    assert write(decoder, [""], params, writing)[0].text == first.text
+    assert len(lyric_lines(first.text)) == 6

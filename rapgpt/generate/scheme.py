@@ -5,7 +5,10 @@ prefix, which the decoder prefills once and copies into the other slots. Each ca
 A candidate's score is the model's own mean log-probability per token plus `rhyme_weight` times how well its end
 rhymes (`rapgpt.rhyme.line_rhyme`) with the earlier lines of its stanza that the scheme gives the same letter;
 the best lyric line is kept (lines without words, or cut short, only when no candidate is better), and the next
-line continues from it. Lines the prompt already holds count for the scheme, so a user can write the first line
+line continues from it. A line is decided once QUORUM of its candidates have ended at a line break: the others,
+the longest ones, are stopped there rather than waited for (a few run-on candidates would otherwise keep the whole
+batch stepping, and sliding its window, long after the line is as good as written). Which candidates end first
+follows from their seeds, so a seeded verse is still written the same each time. Lines the prompt already holds count for the scheme, so a user can write the first line
 and let the model answer it.
 
 `LineWriter` wraps a `BatchDecoder` with the decoder's own interface (`add`, `cancel`, `step`, `has_work`), so
@@ -27,7 +30,8 @@ from rapgpt.generate.params import SamplingParams, WritingParams
 from rapgpt.rhyme import line_rhyme
 
 LINE_END = "\n"
-LINE_ROOM = 4  # a line may take up to 1/LINE_ROOM of the context before the decoder has to slide its window
+LINE_ROOM = 2  # a line may take up to 1/LINE_ROOM of the context before the decoder has to slide its window
+QUORUM = 0.75  # the share of a line's candidates that must end at a line break before the line is decided
 
 
 def partners(scheme: str, index: int) -> list[int]:
@@ -99,15 +103,19 @@ class Verse:
 
     def feed(self, event: Event) -> Event | None:
         """Take an event of one of the candidates; return this verse's event once the line is decided."""
-        if event.completion is None:
+        if event.completion is None or event.seq_id not in self.pending:  # a straggler stopped after its line
             return None
         self.pending[event.seq_id] = event.completion
-        if any(c is None for c in self.pending.values()):
-            return None
+        ended = [c for c in self.pending.values() if c is not None]
         if self.cancelled:
-            return self._finish("", None, "cancelled")
-        best = self.choose([c for c in self.pending.values() if c is not None])
-        return self._keep(best)
+            return self._finish("", None, "cancelled") if len(ended) == len(self.pending) else None
+        quorum = math.ceil(QUORUM * len(self.pending))
+        if len(ended) < len(self.pending) and sum(c.finish_reason == "stop" for c in ended) < quorum:
+            return None
+        for seq_id, c in self.pending.items():
+            if c is None:
+                self.decoder.cancel(seq_id)
+        return self._keep(self.choose(ended))
 
     def choose(self, completions: list[Completion]) -> Candidate:
         """The best candidate: a whole lyric line if there is one, then the highest score."""
