@@ -55,11 +55,10 @@ def text_words(text: str) -> list[str]:
     "'cause")."""
     found = []
     for w in WORD.findall(CENSORED.sub(" ", text.lower())):
-        if len(w) > 2 and w[0] in QUOTE and w[-1] in QUOTE:
-            w = w.strip(QUOTE)
-        elif w[:2] in ("''", "’’") or w[-2:] in ("''", "’’"):  # a doubled quotation mark: never part of the word
-            w = w.strip(QUOTE)
         bare = w.strip(QUOTE)
+        quoted = len(w) > 2 and w[0] in QUOTE and w[-1] in QUOTE  # 'real', or ''you (a doubled quotation mark)
+        if quoted or w[:2] in ("''", "’’") or w[-2:] in ("''", "’’"):
+            w = bare
         if bare and not (len(bare) == 1 and bare.isalpha() and bare not in LETTER_WORDS):
             found.append(w)
     return found
