@@ -1,22 +1,29 @@
 """Rhyme and real words in generated verses: free sampling against rhyme schemes and the lexicon, beside real songs.
 
     PYTHONPATH=. python benchmarks/rhyme_quality.py --model RUN [--adapter RUN2] --real DATA \\
-        [--verses 40] [--prompts 10] [--lines 16] [--candidates 4 8 16] [--schemes AABB ABAB] [--timed 2]
+        [--verses 40] [--prompts 10] [--lines 16] [--candidates 4 8 16] [--schemes free AABB ABAB] [--timed 2]
 
-For each model (the run and, with --adapter, the run with its adapter), the lexicon on and off, free writing and
-each scheme at each K: `--verses` verses of `--lines` lines, continuing the first `--prompts` prompts of
-`rapgpt eval`'s set in turn (temperature 0.8, top-p 0.95, seeded). Free writing is today's sampling, one line after
-the other (one candidate, no choice). The same measures on `--verses` chunks of `--lines` lines of the real songs
-in DATA (e.g. the held-out artist's dataset). Columns:
+One table per model (the run and, with --adapter, the run with its adapter), from one run. Its rows: with the
+lexicon on and off, free writing with one candidate a line (today's sampling, one line after the other), then each
+of `--schemes` at each K of `--candidates`: `--verses` verses of `--lines` lines, continuing the first `--prompts`
+prompts of `rapgpt eval`'s set in turn (temperature 0.8, top-p 0.95, seeded). The scheme `free` with K > 1 keeps
+the likeliest of K candidate lines (no rhyme); a rhyme scheme keeps the best by likelihood and rhyme, its
+candidates guided toward rhyming line ends (`--rhyme-guide`). The last row: the same measures on `--verses` chunks
+of `--lines` lines of the real songs in DATA (e.g. the held-out artist's dataset). Columns:
 
-    partner    lines that rhyme with the line their scheme pairs them with (schemes only)
-    end rhyme  lines that rhyme with one of the two lines before (`rapgpt eval`'s measure; any text)
+    scheme, K, lexicon   how the row was written
+    partner    lines that rhyme with the line their scheme pairs them with (rhyme schemes only; for AABB only
+               every second line has a partner, so the end-rhyme rate below is about the mean of the partner rate
+               and the chance rate of the other lines)
+    end rhyme  lines that rhyme with one of the two lines before (`rapgpt eval`'s measure, slant rhymes count)
+    perfect    the same with perfect rhymes only (the same sounds from the stressed vowel to the end)
     density    rhyme density (DopeLearning), in vowels per word
     real words words in CMUdict or in the training text's lexicon
     logp/tok   the model's mean log-probability per token of the kept text (without the lexicon's mask)
     distinct-2 distinct word bigrams over all bigrams, per verse
     copied 8g  word 8-grams found in the training text
     s/verse    seconds to write one verse alone (`--timed` verses, each alone: a user's wait)
+    x free     s/verse over the s/verse of free writing with K = 1 and the same lexicon setting
 
 Quality rows are written in batches (every verse of a row together); the seconds are measured separately, one verse
 at a time, so that a row's cost is what one request pays. The machine may be shared: the CPU and the load are
@@ -48,7 +55,7 @@ from rapgpt.generate import BatchDecoder, SamplingParams, load_for_inference
 from rapgpt.generate.lexicon import Lexicon, Speller, run_dataset, run_lexicon
 from rapgpt.generate.params import WritingParams
 from rapgpt.generate.scheme import mean_logprob, partners, write
-from rapgpt.rhyme import rhymes, spelled_out
+from rapgpt.rhyme import perfect_rhyme, rhymes, spelled_out
 
 BATCH = 64  # sequences decoded together while writing a row's verses
 
@@ -73,12 +80,12 @@ def partner_rate(text: str, scheme: str, skip: int = 0) -> float:
     return sum(rhymes(ends[i], ends[j]) for i, j in pairs) / len(pairs) if pairs else 0.0
 
 
-def end_rhyme(text: str, skip: int = 0) -> float:
+def end_rhyme(text: str, skip: int = 0, rhyme=rhymes) -> float:
     """Share of lines that rhyme with one of the two lines before (`rapgpt eval`'s end-rhyme measure, repeated
     lines kept); the first `skip` lines (a prompt) are rhymed with but not counted."""
     ends = line_ends(text)
     counted = range(max(1, skip), len(ends))
-    hits = sum(any(rhymes(ends[i], ends[k]) for i in range(max(0, k - 2), k)) for k in counted)
+    hits = sum(any(rhyme(ends[i], ends[k]) for i in range(max(0, k - 2), k)) for k in counted)
     return hits / len(counted) if counted else 0.0
 
 
@@ -102,12 +109,14 @@ def measure(texts: Sequence[str], scheme: str | None, lexicon: Lexicon, index: N
     return {
         "partner": mean(partner_rate(p + t, scheme, n) for p, t, n in zip(prompts, texts, skips)) if scheme else None,
         "end rhyme": mean(end_rhyme(p + t, n) for p, t, n in zip(prompts, texts, skips)),
+        "perfect": mean(end_rhyme(p + t, n, perfect_rhyme) for p, t, n in zip(prompts, texts, skips)),
         "density": mean(rhyme_density(t) for t in texts),
         "real words": mean(real_word_share(t, lexicon) for t in texts),
         "logp/tok": mean(logprobs) if logprobs else None,
         "distinct-2": mean(distinct_n(words(t), 2) for t in texts),
         "copied 8g": mean(originality(t, index).ngram_share for t in texts),
         "s/verse": seconds,
+        "x free": None,
     }
 
 
@@ -126,16 +135,21 @@ def seconds_per_verse(model, tokenizer, prompts: list[str], writing: WritingPara
     return (time.perf_counter() - start) / max(1, timed)
 
 
-def format_table(rows: list[tuple[str, dict]]) -> str:
+PERCENT = ("partner", "end rhyme", "perfect", "real words", "copied 8g")
+ROW_KEY = ("scheme", "K", "lexicon")  # the columns that say how a row was written
+
+
+def format_table(rows: list[tuple[tuple[str, str, str], dict]]) -> str:
+    """A markdown table: the row's key (scheme, K, lexicon), then its measures."""
     columns = list(rows[0][1])
-    out = ["| writing | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
-    for label, row in rows:
+    out = ["| " + " | ".join((*ROW_KEY, *columns)) + " |", "|---|---:|---|" + "---:|" * len(columns)]
+    for key, row in rows:
         cells = []
         for c in columns:
             v = row[c]
-            cells.append("–" if v is None else f"{v:.1%}" if c in ("partner", "end rhyme", "real words", "copied 8g")
-                         else f"{v:.2f}" if c != "logp/tok" else f"{v:.3f}")
-        out.append(f"| {label} | " + " | ".join(cells) + " |")
+            cells.append("–" if v is None else f"{v:.1%}" if c in PERCENT else f"{v:.3f}" if c == "logp/tok"
+                         else f"{v:.1f}x" if c == "x free" else f"{v:.2f}")
+        out.append("| " + " | ".join((*key, *cells)) + " |")
     return "\n".join(out)
 
 
@@ -148,7 +162,10 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=10)
     ap.add_argument("--lines", type=int, default=16)
     ap.add_argument("--candidates", type=int, nargs="+", default=[4, 8, 16])
-    ap.add_argument("--schemes", nargs="+", default=["AABB", "ABAB"])
+    ap.add_argument("--schemes", nargs="+", default=["free", "AABB", "ABAB"],
+                    help="free here: the likeliest of K candidate lines (free with K = 1 is always measured)")
+    ap.add_argument("--rhyme-guide", type=float, default=WritingParams.rhyme_guide,
+                    help="how much a rhyme raises a candidate's line break (0: no guide)")
     ap.add_argument("--timed", type=int, default=2, help="verses written alone to time each row")
     ap.add_argument("--time-lexicon-on-only", action="store_true",
                     help="time only the rows with the lexicon on (the cost comparison is within them)")
@@ -171,38 +188,38 @@ def main() -> None:
     print(f"{cpu_name()}, {os.cpu_count()} CPUs, {args.threads} thread(s), load average {load:.1f} at the start; "
           f"{args.verses} verses of {args.lines} lines from {len(prompts)} prompts per row, K = {args.candidates}, "
           f"seconds from {args.timed} verse(s) written alone per row\n")
-    lexicons: dict[str, Lexicon] = {}
+    real = [c for s in dataset_songs(TokenDataset(args.real)) for c in chunks(s.text, args.lines)]
+    real = random.Random(args.seed).sample(real, min(args.verses, len(real)))
     for name, (run, adapter) in models.items():
         model, tokenizer = load_for_inference(run, adapter=adapter)
         lexicon_dir = args.cache_dir / "lexicons" / name  # rebuilt when its runs' data change
         lexicon_dir.mkdir(parents=True, exist_ok=True)
         lexicon = run_lexicon(run, adapter, cache_dir=lexicon_dir)
-        lexicons[name] = lexicon
         speller = Speller(lexicon, tokenizer)
         fitted = fit_prompts(prompts, tokenizer)
         requests = [fitted[i % len(fitted)] for i in range(args.verses)]
         rows = []
-        configs = [("free", 1)] + [(s, k) for s in args.schemes for k in args.candidates]
+        configs = [("free", 1)] + [(s, k) for s in args.schemes for k in args.candidates if (s, k) != ("free", 1)]
         for use_lexicon in (True, False):
+            free_seconds = None
             for scheme, k in configs:
-                writing = WritingParams(scheme=scheme, lines=args.lines, candidates=k)
+                writing = WritingParams(scheme=scheme, lines=args.lines, candidates=k, rhyme_guide=args.rhyme_guide)
                 spell = speller if use_lexicon else None
                 verses = write_verses(model, tokenizer, requests, writing, spell, args.seed)
                 seconds = (seconds_per_verse(model, tokenizer, fitted, writing, spell, args.timed, args.seed)
                            if use_lexicon or not args.time_lexicon_on_only else None)
-                label = f"{scheme}{f' K={k}' if scheme != 'free' else ''}, lexicon {'on' if use_lexicon else 'off'}"
                 row = measure([v.text for v in verses], scheme if scheme != "free" else None, lexicon, index,
                               [mean_logprob(v) for v in verses], seconds, requests)
-                rows.append((label, row))
+                free_seconds = free_seconds or seconds
+                row["x free"] = seconds / free_seconds if seconds and free_seconds else None
+                rows.append(((scheme, str(k), "on" if use_lexicon else "off"), row))
                 print(f"  {name} ({time.perf_counter() - started:.0f} s): {format_table([rows[-1]]).splitlines()[-1]}",
                       flush=True)
+        rows.append(((f"real songs of {args.real.name} ({len(real)} chunks)", "–", "–"),
+                     measure(real, None, lexicon, index, None, None)))
         print(f"\n## {name}\n\n{format_table(rows)}\n", flush=True)
 
-    real = [c for s in dataset_songs(TokenDataset(args.real)) for c in chunks(s.text, args.lines)]
-    real = random.Random(args.seed).sample(real, min(args.verses, len(real)))
-    rows = [(f"real songs of {args.real.name}", measure(real, None, lexicons["base"], index, None, None))]
-    print(f"## real songs ({len(real)} chunks of {args.lines} lines)\n\n{format_table(rows)}\n")
-    read_as = ", ".join(f"{s} {np.mean([partner_rate(t, s) for t in real]):.1%}" for s in args.schemes)
+    read_as = ", ".join(f"{s} {np.mean([partner_rate(t, s) for t in real]):.1%}" for s in args.schemes if s != "free")
     print(f"The real chunks' partner rate, if read as written to a scheme: {read_as}\n")
     print(f"total {time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.1f} at the end")
 

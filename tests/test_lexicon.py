@@ -22,6 +22,16 @@ def test_corpus_words_keep_apostrophes_and_digits_and_split_at_hyphens():
     assert "50" not in corpus_words([text], min_count=4)
 
 
+def test_lone_letters_of_contractions_spellings_and_censoring_are_not_lexicon_words():
+    text = ("I don't stop, they can't stop, gettin' money, y'all know it's the O.G. from the D-O-P-E crew, "
+            "g-g-gettin' down like Big L, 'cause 'real' talk, f**k a fake, don t stop, u know i'm a 'vet' o ")
+    found = corpus_words([text], min_count=1)
+    assert {"don't", "can't", "gettin'", "y'all", "it's", "'cause", "real", "vet", "i'm", "a", "i", "u", "o"} <= set(
+        found)
+    assert not {w for w in found if len(w.strip("'")) == 1} - {"a", "i", "u", "o"}  # no lone "t", "g", "d", "l"
+    assert not {"'real'", "f", "k", "'vet'"} & set(found)
+
+
 def speller_for(lexicon_words: list[str], text: str) -> tuple[Speller, CharTokenizer]:
     tokenizer = CharTokenizer.from_texts([text])
     return Speller(Lexicon(lexicon_words), tokenizer), tokenizer

@@ -1,13 +1,14 @@
 import random
 
 import pytest
+import torch
 
 from rapgpt.errors import ConfigError
 from rapgpt.evaluate.text import lyric_lines, words
 from rapgpt.generate import BatchDecoder, SamplingParams
-from rapgpt.generate.decoder import Completion
+from rapgpt.generate.decoder import Completion, Event
 from rapgpt.generate.params import WritingParams
-from rapgpt.generate.scheme import LineWriter, Verse, partners, write
+from rapgpt.generate.scheme import LineWriter, RhymeGuide, Verse, line_break_ids, partners, write
 from rapgpt.rhyme import rhymes
 from tests.tiny_training import train_char_model
 
@@ -88,6 +89,47 @@ def test_the_rhyme_score_changes_which_candidate_is_kept(couplet_model):
     assert free.choose([blank, rhyming]).completion is rhyming  # a line with words beats a likelier blank one
 
 
+def test_a_perfect_rhyme_is_kept_over_a_likelier_slant_one_and_the_same_word_never_counts(couplet_model):
+    model, tokenizer = couplet_model
+    decoder = BatchDecoder(model, tokenizer, max_batch=4)
+    verse = Verse(-1, decoder, "we run the night\n", SamplingParams(), WritingParams(scheme="AABB", lines=1))
+    slant = Completion("my car can ride", [2] * 15, "stop", 1, 0, 0, logprob=-15 * 1.0)  # AY+D against AY+T
+    perfect = Completion("my car is light", [2] * 15, "stop", 1, 0, 0, logprob=-15 * 1.2)
+    same = Completion("my car in the night", [2] * 19, "stop", 1, 0, 0, logprob=-19 * 0.5)
+    none = Completion("my car is cold", [2] * 14, "stop", 1, 0, 0, logprob=-14 * 0.6)
+    assert verse.choose([slant, perfect]).completion is perfect
+    # A slant rhyme beats likelier lines that do not rhyme, the partner's own word among them.
+    assert verse.choose([slant, same, none]).completion is slant
+
+
+def test_the_rhyme_guide_raises_the_line_break_more_for_a_perfect_rhyme_than_a_slant_one():
+    from rapgpt.data.tokenizer import CharTokenizer
+
+    tokenizer = CharTokenizer.from_texts(["we run the night light ride car\n"])
+    guide = RhymeGuide(line_break_ids(tokenizer), "", [["we", "run", "the", "night"]], strength=2.0)
+    newline = tokenizer.encode("\n")[0]
+    raised = {text: float(guide(text, torch.zeros(tokenizer.vocab_size))[newline])
+              for text in ("we light", "we ride", "we night", "we car", "")}
+    assert raised == pytest.approx({"we light": 2.0, "we ride": 2.0 * 0.7, "we night": 0.0, "we car": 0.0, "": 0.0})
+    assert float(guide("we light", torch.zeros(tokenizer.vocab_size)).abs().sum()) == 2.0  # only the line break
+
+
+def test_the_rhyme_guide_makes_more_candidates_end_on_a_rhyme():
+    # Lines of 2 to 6 words, rhyme words anywhere in them: the model may end a line after any word.
+    rng = random.Random(1)
+    vocabulary = FILLER + [w for family in FAMILIES for w in family]
+    texts = ["\n".join(" ".join(rng.choices(vocabulary, k=rng.randint(2, 6))) for _ in range(24)) for _ in range(40)]
+    model, tokenizer = train_char_model(texts, steps=150, block=32)
+    params = SamplingParams(max_new_tokens=40, temperature=1.0, seed=3)
+    rates = {}
+    for guide in (0.0, 6.0):
+        # One candidate a line: the guide alone, not the choice among candidates, makes the couplets rhyme.
+        writing = WritingParams(scheme="AABB", lines=8, candidates=1, rhyme_guide=guide)
+        verses = write(BatchDecoder(model, tokenizer, max_batch=8), [""] * 6, params, writing)
+        rates[guide] = sum(pair_rate(v.text, "AABB") for v in verses) / len(verses)
+    assert rates[6.0] >= rates[0.0] + 0.3, rates
+
+
 def test_a_user_stop_string_ends_the_verse_inside_a_line(couplet_model):
     model, tokenizer = couplet_model
     writing = WritingParams(scheme="AABB", lines=4)
@@ -127,3 +169,35 @@ def test_the_candidates_of_a_line_share_one_prefill_of_their_prefix(couplet_mode
     (verse,) = write(decoder, ["we run\n"], SamplingParams(max_new_tokens=8, seed=0),
                      WritingParams(scheme="AABB", lines=2, candidates=8))
     assert len(prefills) == verse.text.count("\n") == 2  # one prefill per line, not one per candidate
+
+
+def test_a_line_is_decided_once_most_candidates_end_and_the_stragglers_are_stopped(couplet_model):
+    model, tokenizer = couplet_model
+    decoder = BatchDecoder(model, tokenizer, max_batch=8)
+    verse = Verse(-1, decoder, "we run the night\n", SamplingParams(seed=0), WritingParams(scheme="AABB", lines=2,
+                                                                                           candidates=4))
+    ids = list(verse.pending)
+    lines = ["we run my light", "the city day", "my car is cold"]
+    for seq_id, text in zip(ids[:2], lines, strict=False):
+        assert verse.feed(Event(seq_id, text, 1, Completion(text, [1] * len(text), "stop", 1, 0, 0, -5.0))) is None
+    # The third of four candidates to end at a line break decides the line (quorum 3); the fourth is stopped.
+    kept = verse.feed(Event(ids[2], lines[2], 1, Completion(lines[2], [1] * 14, "stop", 1, 0, 0, -5.0)))
+    assert kept is not None and kept.text == "we run my light\n"  # the rhyme with "night" wins
+    assert [seq.id for seq in decoder.waiting if seq.cancelled] == [ids[3]]
+    late = Completion("the straggler's run-on line", [1] * 26, "cancelled", 1, 0, 0, -1.0)
+    assert verse.feed(Event(ids[3], "", None, late)) is None and ids[3] not in verse.pending
+
+
+def test_stopping_stragglers_keeps_a_seeded_verse_reproducible(couplet_model):
+    model, tokenizer = couplet_model
+    decoder = BatchDecoder(model, tokenizer, max_batch=16)
+    stopped = []
+    cancel = decoder.cancel
+    decoder.cancel = lambda seq_id: stopped.append(seq_id) or cancel(seq_id)
+    # A high temperature makes some candidates run on past their line.
+    params = SamplingParams(max_new_tokens=60, temperature=1.6, seed=5)
+    writing = WritingParams(scheme="AABB", lines=6, candidates=8)
+    first = write(decoder, [""], params, writing)[0]
+    assert stopped  # some candidates were stopped before their line ended
+    assert write(decoder, [""], params, writing)[0].text == first.text
+    assert len(lyric_lines(first.text)) == 6

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from serve_support import TOKENIZER, running_engine, tiny_model
 
-from rapgpt.generate import BatchDecoder, SamplingParams
+from rapgpt.generate import BatchDecoder, SamplingParams, scheme
 from rapgpt.generate.params import WritingParams
 from rapgpt.generate.scheme import write
 from rapgpt.serve.api import create_app
@@ -43,6 +43,22 @@ def test_generate_writes_the_verse_the_package_writes_streaming_whole_lines(clie
               if line.startswith("data: ") and '"text"' in line and '"id"' not in line]
     assert "".join(pieces) == expected and len(pieces) == expected.count("\n") >= 3
     assert all(p.endswith("\n") for p in pieces)  # a whole line at a time
+
+
+def test_the_rhyme_guide_reaches_the_writer_and_is_bounded(client, monkeypatch):
+    strengths = []
+
+    class Recording(scheme.RhymeGuide):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            strengths.append(self.strength)
+
+    monkeypatch.setattr(scheme, "RhymeGuide", Recording)
+    body = {"prompt": "yo\n", "max_new_tokens": 4, "seed": 4, "scheme": "AABB", "lines": 2, "candidates": 2}
+    assert client.post("/api/generate", json={**body, "rhyme_guide": 5.5}).status_code == 200
+    assert strengths == [5.5]  # the second line, the one with a partner, was guided as asked
+    refused = client.post("/api/generate", json={**body, "rhyme_guide": 21})
+    assert refused.status_code == 422 and refused.json()["error"]["param"] == "rhyme_guide"
 
 
 def test_an_unknown_scheme_is_a_422_naming_the_allowed_ones(client):

@@ -14,7 +14,7 @@ import itertools
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import torch
@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 # When a sequence fills the context, its cache is refilled from this fraction of its latest tokens (a sliding
 # window): keeping more context costs a refill more often.
 SLIDE_KEEP = 0.75
+
+# Steers one sequence while it is sampled: given the text it has written so far and its next-token logits, the
+# logits to sample from (the model's own log-probability of what is sampled is still taken from the raw logits).
+Guide = Callable[[str, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ class Event:
 
 class _Sequence:
     def __init__(self, seq_id: int, context: list[int], dropped: int, params: SamplingParams, tokenizer: Tokenizer,
-                 device: torch.device, speller: Speller | None = None):
+                 device: torch.device, speller: Speller | None = None, guide: Guide | None = None):
         self.id = seq_id
         self.params = params
         self.context = context  # every token the model has seen or will see next, start token first
@@ -81,6 +85,7 @@ class _Sequence:
         self.logprob = 0.0
         self.speller = speller  # keeps the words in a lexicon, when set
         self.spelling = speller.start(context if dropped else context[1:]) if speller else None
+        self.guide = guide
 
     def completion(self, finish_reason: str) -> Completion:
         return Completion(self.text.text, list(self.tokens), finish_reason, self.prompt_tokens, self.dropped,
@@ -119,15 +124,18 @@ class BatchDecoder:
         `speller`, the continuation keeps to the words of its lexicon."""
         return self.add_tokens(self.encode_prompt(prompt), params, speller)
 
-    def add_tokens(self, ids: list[int], params: SamplingParams, speller: Speller | None = None) -> int:
-        """Queue a prompt already encoded (as `encode_prompt` does); return its sequence id."""
+    def add_tokens(self, ids: list[int], params: SamplingParams, speller: Speller | None = None,
+                   guide: Guide | None = None) -> int:
+        """Queue a prompt already encoded (as `encode_prompt` does); return its sequence id. A `guide` steers the
+        sampling of this sequence (see `Guide`)."""
         limit = self.context_length
         dropped = max(0, len(ids) - limit)
         if dropped:
             log.warning("notice: the prompt is %d tokens, longer than the model's context of %d; generating from "
                         "its last %d tokens", len(ids) - 1, limit, limit)
         with self._lock:
-            seq = _Sequence(next(self._ids), ids[dropped:], dropped, params, self.tokenizer, self.device, speller)
+            seq = _Sequence(next(self._ids), ids[dropped:], dropped, params, self.tokenizer, self.device, speller,
+                            guide)
             self.waiting.append(seq)
         return seq.id
 
@@ -233,7 +241,10 @@ class BatchDecoder:
 
     @staticmethod
     def _mask(seq: _Sequence, logits: torch.Tensor) -> torch.Tensor:
-        """The logits with the tokens that the sequence's lexicon rules out at its position set to -inf."""
+        """The logits with the tokens that the sequence's lexicon rules out at its position set to -inf, as its
+        guide steers them."""
+        if seq.guide is not None:
+            logits = seq.guide(seq.text.text, logits)
         if seq.speller is None:
             return logits
         return apply_mask(logits, seq.speller.mask(seq.spelling))

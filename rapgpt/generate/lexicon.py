@@ -8,7 +8,9 @@ lexicon is a trie over the words seen at least `MIN_COUNT` times in the text the
 
 What a word is: letters and apostrophes ("don't", "gettin'", "'cause"), digits too ("50", "2pac"); a hyphen or any
 other character separates words, so "hip-hop" is two lexicon words. A number of digits alone is always allowed.
-Letters are matched without case, so "Yeah" is allowed where "yeah" is a word.
+Letters are matched without case, so "Yeah" is allowed where "yeah" is a word. What looks like a word in lyrics
+and is not stays out of the lexicon: a lone letter other than "a", "i", "o" and "u" (spelled-out words, initials
+and stutters: "D-O-P-E", "O.G."), a censored word ("f**k"), and quotation marks around a word ("'real'" is "real").
 """
 
 from __future__ import annotations
@@ -31,8 +33,15 @@ log = logging.getLogger(__name__)
 
 MIN_COUNT = 10  # a word must appear this often in the training text: rarer ones are mostly typos and fragments
 LEXICON_FILE = "lexicon.json"  # the cache, beside the run (or the adapter) it was built for
+WORDS_VERSION = 2  # of `text_words`: a cache built by another version is rebuilt
 LEXICON_CHOICES = ("corpus", "off")
 WORD = re.compile(r"(?:[^\W_]|['’])+")
+CENSORED = re.compile(r"[^\W_]*(?:\*+[^\W_]*)+")  # "f**k": not a word, nor are its pieces
+# Letters standing alone in lyrics are mostly spelled-out words, abbreviations, stutters and names ("D-O-P-E",
+# "O.G.", "g-g-gone", "Big L"): as lexicon words, they would let a model write "don t" or a stray "m" anywhere.
+# Only these are words by themselves ("u" for "you").
+LETTER_WORDS = frozenset("aiou")
+QUOTE = "'’"
 ROOT = 0
 
 
@@ -40,10 +49,25 @@ def is_word_char(c: str) -> bool:
     return c.isalnum() or c in "'’"
 
 
+def text_words(text: str) -> list[str]:
+    """The lower-case words of a text as the lexicon counts them: without lone letters (but LETTER_WORDS) and
+    censored words, and without the quotation marks around a word (an apostrophe at one end only stays: "gettin'",
+    "'cause")."""
+    found = []
+    for w in WORD.findall(CENSORED.sub(" ", text.lower())):
+        bare = w.strip(QUOTE)
+        quoted = len(w) > 2 and w[0] in QUOTE and w[-1] in QUOTE  # 'real', or ''you (a doubled quotation mark)
+        if quoted or w[:2] in ("''", "’’") or w[-2:] in ("''", "’’"):
+            w = bare
+        if bare and not (len(bare) == 1 and bare.isalpha() and bare not in LETTER_WORDS):
+            found.append(w)
+    return found
+
+
 def corpus_words(texts: Iterable[str], min_count: int = MIN_COUNT) -> list[str]:
-    """The lower-case words of `texts` seen at least `min_count` times (those with a letter or digit), sorted."""
-    counts = Counter(w for text in texts for w in WORD.findall(text.lower()))
-    return sorted(w for w, n in counts.items() if n >= min_count and any(c.isalnum() for c in w))
+    """The lower-case words of `texts` (`text_words`) seen at least `min_count` times, sorted."""
+    counts = Counter(w for text in texts for w in text_words(text))
+    return sorted(w for w, n in counts.items() if n >= min_count)
 
 
 class Lexicon:
@@ -187,7 +211,7 @@ def run_lexicon(run_dir: str | Path, adapter: str | Path | None = None, cache_di
     from rapgpt.evaluate.references import dataset_songs
 
     datasets = run_datasets(run_dir) + ([run_dataset(adapter)] if adapter is not None else [])
-    key = hashlib.sha256(str(min_count).encode())
+    key = hashlib.sha256(f"{min_count} {WORDS_VERSION}".encode())
     for d in datasets:
         key.update(str(d).encode() + (d / "meta.json").read_bytes())
     key = key.hexdigest()[:16]

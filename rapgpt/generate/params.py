@@ -122,6 +122,7 @@ SCHEME_CANDIDATES = 8  # candidate lines per line when a scheme is set and --can
 DEFAULT_LINES = 16  # lines written line by line when --lines is not given: a verse
 MAX_CANDIDATES = 64
 MAX_LINES = 256
+MAX_RHYME_GUIDE = 20.0  # beyond, a line ends at its first rhyme whatever the model thinks
 
 
 def lexicon_setting() -> str | None:
@@ -144,6 +145,9 @@ class WritingParams:
                                            f"(default: {SCHEME_CANDIDATES} with a scheme, else 1)")
     rhyme_weight: float = setting(1.0, "what a perfect rhyme is worth against the mean log-probability per token "
                                        "when choosing a line")
+    rhyme_guide: float = setting(3.0, "while a candidate line is written, how much a rhyme with its partner "
+                                      "raises the logits of ending the line there (0: lines end on a rhyme only "
+                                      "by chance)")
     lexicon: str | None = lexicon_setting()
 
     def __post_init__(self) -> None:
@@ -154,6 +158,8 @@ class WritingParams:
                "candidates", self.candidates, f"an integer in [1, {MAX_CANDIDATES}], or None")
         _check(_is_real(self.rhyme_weight) and self.rhyme_weight >= 0, "rhyme_weight", self.rhyme_weight,
                "a number >= 0")
+        _check(_is_real(self.rhyme_guide) and 0 <= self.rhyme_guide <= MAX_RHYME_GUIDE, "rhyme_guide",
+               self.rhyme_guide, f"a number in [0, {MAX_RHYME_GUIDE}]")
         _check(self.lexicon is None or self.lexicon in LEXICONS, "lexicon", self.lexicon,
                f"one of {', '.join(LEXICONS)}, or None")
 

@@ -5,8 +5,13 @@ prefix, which the decoder prefills once and copies into the other slots. Each ca
 A candidate's score is the model's own mean log-probability per token plus `rhyme_weight` times how well its end
 rhymes (`rapgpt.rhyme.line_rhyme`) with the earlier lines of its stanza that the scheme gives the same letter;
 the best lyric line is kept (lines without words, or cut short, only when no candidate is better), and the next
-line continues from it. Lines the prompt already holds count for the scheme, so a user can write the first line
-and let the model answer it.
+line continues from it. A line is decided once QUORUM of its candidates have ended at a line break: the others,
+the longest ones, are stopped there rather than waited for (a few run-on candidates would otherwise keep the whole
+batch stepping, and sliding its window, long after the line is as good as written). Which candidates end first
+follows from their seeds, so a seeded verse is still written the same each time. While a candidate is written, a
+`RhymeGuide` raises its line break where the line so far rhymes with its partners (`rhyme_guide`), so that more
+candidates end on a rhyme than chance would give. Lines the prompt already holds count for the scheme, so a user
+can write the first line and let the model answer it.
 
 `LineWriter` wraps a `BatchDecoder` with the decoder's own interface (`add`, `cancel`, `step`, `has_work`), so
 that the CLI and the server run verses and plain sequences side by side: a verse's events carry its own id
@@ -15,11 +20,15 @@ that the CLI and the server run verses and plain sequences side by side: a verse
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import random
 from dataclasses import dataclass, replace
 
+import torch
+
+from rapgpt.data.tokenizer import Tokenizer
 from rapgpt.evaluate.text import SECTION_TAG, lyric_lines, words
 from rapgpt.generate.decoder import BatchDecoder, Completion, Event, nth_sample_params
 from rapgpt.generate.lexicon import Speller
@@ -27,7 +36,8 @@ from rapgpt.generate.params import SamplingParams, WritingParams
 from rapgpt.rhyme import line_rhyme
 
 LINE_END = "\n"
-LINE_ROOM = 4  # a line may take up to 1/LINE_ROOM of the context before the decoder has to slide its window
+LINE_ROOM = 2  # a line may take up to 1/LINE_ROOM of the context before the decoder has to slide its window
+QUORUM = 0.75  # the share of a line's candidates that must end at a line break before the line is decided
 
 
 def partners(scheme: str, index: int) -> list[int]:
@@ -37,6 +47,39 @@ def partners(scheme: str, index: int) -> list[int]:
     stanza = len(scheme)
     start = index - index % stanza
     return [j for j in range(start, index) if scheme[j % stanza] == scheme[index % stanza]]
+
+
+def rhyme_score(line_words: list[str], rhymes_with: list[list[str]]) -> float:
+    """How well a line's end rhymes with the lines it is paired with, on average (`line_rhyme`)."""
+    if not line_words or not rhymes_with:
+        return 0.0
+    return sum(line_rhyme(line_words, p) for p in rhymes_with) / len(rhymes_with)
+
+
+@functools.lru_cache(maxsize=8)
+def line_break_ids(tokenizer: Tokenizer) -> torch.Tensor:
+    """The tokens whose text breaks a line."""
+    return torch.tensor([i for i in range(tokenizer.vocab_size) if LINE_END in tokenizer.decode([i])])
+
+
+class RhymeGuide:
+    """Leans a candidate line toward ending where it rhymes: the logits of the line-breaking tokens are raised by
+    `strength` times the rhyme score of the line so far with its partners, so a line tends to end on a rhyme
+    (more on a perfect rhyme than on a slant one, never on the partner's own word) instead of only by chance."""
+
+    def __init__(self, break_ids: torch.Tensor, partial: str, rhymes_with: list[list[str]], strength: float):
+        self.break_ids = break_ids
+        self.partial = partial
+        self.rhymes_with = rhymes_with
+        self.strength = strength
+
+    def __call__(self, text: str, logits: torch.Tensor) -> torch.Tensor:
+        score = rhyme_score(words(self.partial + text), self.rhymes_with)
+        if not score:
+            return logits
+        steered = logits.clone()
+        steered[self.break_ids.to(logits.device)] += self.strength * score
+        return steered
 
 
 @dataclass(frozen=True)
@@ -87,10 +130,20 @@ class Verse:
             context = context[-max(1, self.decoder.context_length - room) :]
         k = self.writing.num_candidates
         base = replace(self.params, seed=self.seed, stop=(LINE_END,))
+        rhymes_with = self._rhymes_with()
+        guide = None
+        if rhymes_with and self.writing.rhyme_guide:
+            guide = RhymeGuide(line_break_ids(self.decoder.tokenizer), self.partial, rhymes_with,
+                               self.writing.rhyme_guide)
         self.pending = {
-            self.decoder.add_tokens(list(context), nth_sample_params(base, self.kept * k + j), self.speller): None
+            self.decoder.add_tokens(list(context), nth_sample_params(base, self.kept * k + j), self.speller,
+                                    guide): None
             for j in range(k)
         }
+
+    def _rhymes_with(self) -> list[list[str]]:
+        """The words of the lines that the next line rhymes with."""
+        return [self.lines[j] for j in partners(self.writing.scheme, len(self.lines))]
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -99,29 +152,29 @@ class Verse:
 
     def feed(self, event: Event) -> Event | None:
         """Take an event of one of the candidates; return this verse's event once the line is decided."""
-        if event.completion is None:
+        if event.completion is None or event.seq_id not in self.pending:  # a straggler stopped after its line
             return None
         self.pending[event.seq_id] = event.completion
-        if any(c is None for c in self.pending.values()):
-            return None
+        ended = [c for c in self.pending.values() if c is not None]
         if self.cancelled:
-            return self._finish("", None, "cancelled")
-        best = self.choose([c for c in self.pending.values() if c is not None])
-        return self._keep(best)
+            return self._finish("", None, "cancelled") if len(ended) == len(self.pending) else None
+        quorum = math.ceil(QUORUM * len(self.pending))
+        if len(ended) < len(self.pending) and sum(c.finish_reason == "stop" for c in ended) < quorum:
+            return None
+        for seq_id, c in self.pending.items():
+            if c is None:
+                self.decoder.cancel(seq_id)
+        return self._keep(self.choose(ended))
 
     def choose(self, completions: list[Completion]) -> Candidate:
         """The best candidate: a whole lyric line if there is one, then the highest score."""
-        index = len(self.lines)
-        rhymes_with = [self.lines[j] for j in partners(self.writing.scheme, index)]
+        rhymes_with = self._rhymes_with()
         scored = []
         for c in completions:
             line_words = words(self.partial + c.text)
             if SECTION_TAG.match(self.partial + c.text):
                 line_words = []
-            score = mean_logprob(c)
-            if rhymes_with and line_words:
-                score += self.writing.rhyme_weight * sum(line_rhyme(line_words, p) for p in rhymes_with) / len(
-                    rhymes_with)
+            score = mean_logprob(c) + self.writing.rhyme_weight * rhyme_score(line_words, rhymes_with)
             scored.append(Candidate(c, line_words, score))
         return max(scored, key=lambda cand: (cand.whole_line, cand.score))
 

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from rapgpt.generate import SamplingParams
-from rapgpt.generate.params import LEXICONS, SCHEMES, WritingParams
+from rapgpt.generate.params import LEXICONS, MAX_RHYME_GUIDE, SCHEMES, WritingParams
 from rapgpt.serve.config import LIMITS
 
 MAX_PROMPT_CHARS = LIMITS.prompt_chars
@@ -75,13 +75,15 @@ class WritingFields(BaseModel):
                                    description="candidate lines sampled for each line (null: 8 with a scheme)")
     rhyme_weight: float = Field(WRITING.rhyme_weight, ge=0, le=10,
                                 description="what a rhyme is worth against the mean log-probability per token")
+    rhyme_guide: float = Field(WRITING.rhyme_guide, ge=0, le=MAX_RHYME_GUIDE,
+                               description="how much a rhyme raises the logits of ending a candidate line there")
     lexicon: Literal[LEXICONS] | None = Field(  # type: ignore[valid-type]
         WRITING.lexicon, description="corpus: only words of the training text (character models); null: the "
                                      "server's default")
 
     def writing(self) -> WritingParams:
         return WritingParams(scheme=self.scheme, lines=self.lines, candidates=self.candidates,
-                             rhyme_weight=self.rhyme_weight, lexicon=self.lexicon)
+                             rhyme_weight=self.rhyme_weight, rhyme_guide=self.rhyme_guide, lexicon=self.lexicon)
 
 
 class GenerateRequest(WritingFields):
