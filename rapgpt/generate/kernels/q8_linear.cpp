@@ -1,0 +1,204 @@
+// Int8 Linear for decoding: q8_0-style blocked weights times activations quantized the same way.
+//
+// Weights are int8 in blocks of 32 along the input dimension, one float16 scale per block. Each input row is
+// rounded to int8 with one float32 scale per block of 32, so a block's dot product is exact in int32 and costs one
+// VNNI instruction per 64 weights; it is then scaled by both blocks' scales and summed in float32. Each output row
+// reads its weights once for every input row (the batch is small when decoding), so the kernel streams the weights
+// at memory speed. Output rows are split among torch's own threads (at::parallel_for).
+//
+// One build serves several instruction sets: each kernel is compiled for its own target and picked at run time, so
+// that a test can run the narrower one on a machine that has the wider one.
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+#include <torch/library.h>
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+constexpr int64_t BLOCK = 32;
+enum Isa : int64_t { NONE = 0, AVX2 = 1, AVX512_VNNI = 2 };
+
+int64_t best_isa() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni")) {
+    return AVX512_VNNI;
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    return AVX2;  // every CPU with AVX2 and FMA also has F16C
+  }
+  return NONE;
+}
+
+// One input row in int8 blocks: the values, their magnitudes, their sign bits (64 per mask) and the block scales.
+struct QuantRows {
+  int64_t k, blocks;
+  std::vector<int8_t> q;
+  std::vector<uint8_t> magnitude;
+  std::vector<uint64_t> negative;
+  std::vector<float> scale;
+
+  template <typename T>
+  QuantRows(const T* x, int64_t rows, int64_t k)
+      : k(k), blocks(k / BLOCK), q(rows * k), magnitude(rows * k), negative(rows * ((k + 63) / 64), 0),
+        scale(rows * blocks) {
+    for (int64_t b = 0; b < rows * blocks; ++b) {
+      const T* xb = x + b * BLOCK;
+      float amax = 0.f;
+      for (int64_t i = 0; i < BLOCK; ++i) amax = std::max(amax, std::fabs(static_cast<float>(xb[i])));
+      const float inverse = amax > 0.f ? 127.f / amax : 0.f;
+      scale[b] = amax / 127.f;
+      const int64_t row = b / blocks, at = b * BLOCK;
+      for (int64_t i = 0; i < BLOCK; ++i) {
+        const int8_t v = static_cast<int8_t>(std::nearbyint(static_cast<float>(xb[i]) * inverse));
+        q[at + i] = v;
+        magnitude[at + i] = static_cast<uint8_t>(v < 0 ? -v : v);
+        const int64_t col = at + i - row * k;  // sign bits restart at each row
+        if (v < 0) negative[row * ((k + 63) / 64) + col / 64] |= uint64_t{1} << (col % 64);
+      }
+    }
+  }
+};
+
+// The dot products of R consecutive weight rows (`k` apart) with input row `r`, for each instruction set. R rows
+// at a time share the input's loads and keep R independent sums in flight.
+
+template <int R>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,fma"))) void dot_avx512(
+    const int8_t* w, const c10::Half* w_scale, const QuantRows& x, int64_t r, float* out) {
+  const uint8_t* mag = x.magnitude.data() + r * x.k;
+  const uint64_t* neg = x.negative.data() + r * ((x.k + 63) / 64);
+  const float* x_scale = x.scale.data() + r * x.blocks;
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512i first_pair = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i two = _mm512_set1_epi32(2);
+  __m512 acc[R], s[R];
+  for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < x.blocks; g += 16) {  // 16 blocks: their scales fill one vector
+    const int64_t n = std::min<int64_t>(16, x.blocks - g);
+    const __mmask16 m16 = static_cast<__mmask16>((1u << n) - 1);
+    const __m512 xs = _mm512_maskz_loadu_ps(m16, x_scale + g);
+    for (int i = 0; i < R; ++i) {
+      const auto* ws = reinterpret_cast<const uint16_t*>(w_scale + i * x.blocks + g);
+      s[i] = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m16, ws)), xs);
+    }
+    __m512i lanes = first_pair;  // which of the 16 scales each int32 lane takes: 8 lanes per block
+    for (int64_t b = 0; b < n; b += 2) {  // two blocks, 64 bytes, at a time (the last may be one block)
+      const __mmask64 m64 = b + 1 < n ? ~uint64_t{0} : uint64_t{0xFFFFFFFF};
+      const int64_t at = (g + b) * BLOCK;
+      const __m512i xv = _mm512_maskz_loadu_epi8(m64, mag + at);
+      const __mmask64 negative = neg[at / 64];
+      for (int i = 0; i < R; ++i) {
+        __m512i wv = _mm512_maskz_loadu_epi8(m64, w + i * x.k + at);
+        wv = _mm512_mask_sub_epi8(wv, negative, zero, wv);  // the sign of x moves onto w: |x| * (+-w)
+        const __m512i dots = _mm512_dpbusd_epi32(zero, xv, wv);
+        acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dots), _mm512_permutexvar_ps(lanes, s[i]), acc[i]);
+      }
+      lanes = _mm512_add_epi32(lanes, two);
+    }
+  }
+  for (int i = 0; i < R; ++i) out[i] = _mm512_reduce_add_ps(acc[i]);
+}
+
+template <int R>
+__attribute__((target("avx2,fma,f16c"))) void dot_avx2(
+    const int8_t* w, const c10::Half* w_scale, const QuantRows& x, int64_t r, float* out) {
+  const int8_t* q = x.q.data() + r * x.k;
+  const float* x_scale = x.scale.data() + r * x.blocks;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[R];
+  for (int i = 0; i < R; ++i) acc[i] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < x.blocks; ++b) {
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + b * BLOCK));
+    const __m256i magnitude = _mm256_sign_epi8(xv, xv);
+    for (int i = 0; i < R; ++i) {
+      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i * x.k + b * BLOCK));
+      // |x| * (+-w) in int16 pairs (at most 2 * 127 * 127, no saturation), then in int32 lanes.
+      const __m256i dots = _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(wv, xv)), ones);
+      const float s = _cvtsh_ss(w_scale[i * x.blocks + b].x) * x_scale[b];
+      acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots), _mm256_set1_ps(s), acc[i]);
+    }
+  }
+  for (int i = 0; i < R; ++i) {
+    const __m128 half = _mm_add_ps(_mm256_castps256_ps128(acc[i]), _mm256_extractf128_ps(acc[i], 1));
+    const __m128 quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
+    out[i] = _mm_cvtss_f32(_mm_add_ss(quarter, _mm_movehdup_ps(quarter)));
+  }
+}
+
+constexpr int ROWS = 4;  // weight rows per call of the dot kernels
+
+template <typename T>
+void run(const T* x, const int8_t* w, const c10::Half* w_scale, const T* bias, T* out, int64_t rows, int64_t n,
+         int64_t k, int64_t isa) {
+  const QuantRows xq(x, rows, k);
+  const bool wide = isa == AVX512_VNNI;
+  const int64_t blocks = k / BLOCK;
+  at::parallel_for(0, (n + ROWS - 1) / ROWS, 4, [&](int64_t begin, int64_t end) {
+    float dots[ROWS];
+    for (int64_t j = begin * ROWS; j < std::min(n, end * ROWS); j += ROWS) {
+      const int64_t count = std::min<int64_t>(ROWS, n - j);
+      for (int64_t r = 0; r < rows; ++r) {
+        if (count == ROWS) {
+          (wide ? dot_avx512<ROWS> : dot_avx2<ROWS>)(w + j * k, w_scale + j * blocks, xq, r, dots);
+        } else {
+          for (int64_t i = 0; i < count; ++i) {
+            (wide ? dot_avx512<1> : dot_avx2<1>)(w + (j + i) * k, w_scale + (j + i) * blocks, xq, r, dots + i);
+          }
+        }
+        for (int64_t i = 0; i < count; ++i) {
+          out[r * n + j + i] = static_cast<T>(dots[i] + (bias ? static_cast<float>(bias[j + i]) : 0.f));
+        }
+      }
+    }
+  });
+}
+
+at::Tensor q8_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& scale,
+                     const std::optional<at::Tensor>& bias, int64_t isa) {
+  TORCH_CHECK(isa == AVX2 || isa == AVX512_VNNI, "q8_linear: unknown instruction set ", isa);
+  TORCH_CHECK(isa <= best_isa(), "q8_linear: this CPU lacks the instruction set ", isa);
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && weight.is_contiguous() && scale.is_contiguous(),
+              "q8_linear: contiguous 2-d input and weights expected");
+  const int64_t rows = x.size(0), k = x.size(1), n = weight.size(0);
+  TORCH_CHECK(weight.scalar_type() == at::kChar && weight.size(1) == k && k % BLOCK == 0,
+              "q8_linear: int8 weights [out, in] with in a multiple of 32 expected");
+  TORCH_CHECK(scale.scalar_type() == at::kHalf && scale.numel() == n * (k / BLOCK),
+              "q8_linear: one float16 scale per block of 32 weights expected");
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16,
+              "q8_linear: float32 or bfloat16 input expected");
+  const bool has_bias = bias.has_value() && bias->defined();
+  TORCH_CHECK(!has_bias || (bias->scalar_type() == x.scalar_type() && bias->numel() == n && bias->is_contiguous()),
+              "q8_linear: the bias must have the input's dtype and one value per output");
+  at::Tensor out = at::empty({rows, n}, x.options());
+  const auto* w = weight.data_ptr<int8_t>();
+  const auto* s = scale.data_ptr<c10::Half>();
+  if (x.scalar_type() == at::kFloat) {
+    run(x.data_ptr<float>(), w, s, has_bias ? bias->data_ptr<float>() : nullptr, out.data_ptr<float>(), rows, n, k,
+        isa);
+  } else {
+    using bf16 = c10::BFloat16;
+    run(x.data_ptr<bf16>(), w, s, has_bias ? bias->data_ptr<bf16>() : nullptr, out.data_ptr<bf16>(), rows, n, k,
+        isa);
+  }
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(rapgpt, m) {
+  m.def("q8_linear(Tensor x, Tensor weight, Tensor scale, Tensor? bias, int isa) -> Tensor");
+  m.def("q8_best_isa() -> int", &best_isa);
+}
+
+TORCH_LIBRARY_IMPL(rapgpt, CPU, m) { m.impl("q8_linear", q8_linear); }
