@@ -16,7 +16,7 @@ from rapgpt.generate.inference import (
     model_nbytes,
     prepare_for_inference,
 )
-from rapgpt.generate.linear import Int8Embedding, Int8Linear, PackedLinear, Q8Linear, can_pack
+from rapgpt.generate.linear import Bf16Linear, Int8Embedding, Int8Linear, PackedLinear, Q8Linear, can_pack
 from rapgpt.model import GPT, GPTConfig
 
 # Invented verses, only to give a tiny model something learnable.
@@ -128,21 +128,36 @@ def test_layers_the_int8_kernel_cannot_take_stay_in_float(int8_kind):
     assert torch.allclose(logits_of(int8, idx), logits_of(model, idx), atol=0.05)
 
 
-@pytest.mark.skipif(not can_pack(torch.bfloat16), reason="oneDNN bf16 not available on this CPU")
-def test_bf16_and_fp32_linears_are_prepacked(trained):
+@pytest.fixture(params=["native", "onednn"])
+def bf16_kind(request, monkeypatch):
+    """Runs a test with bf16 layers in the native kernel, and again in oneDNN's packed layout (what a CPU without
+    AVX512-BF16 or the kernel gets); yields the bf16 Linear type in use."""
+    if request.param == "onednn":
+        monkeypatch.setattr(kernels, "bf16_available", lambda: False)
+    elif not kernels.bf16_available():
+        pytest.skip("rapgpt's native bf16 kernel does not run here")
+    if not can_pack(torch.bfloat16):
+        pytest.skip("oneDNN bf16 not available on this CPU")
+    return Bf16Linear if request.param == "native" else PackedLinear
+
+
+def test_fp32_linears_are_prepacked_and_bf16_ones_take_the_fastest_kernel(trained, bf16_kind):
     model, *_ = trained
-    for dtype in (torch.float32, torch.bfloat16):
+    for dtype, kind in ((torch.float32, PackedLinear), (torch.bfloat16, bf16_kind)):
         fast = prepare_for_inference(copy.deepcopy(model), dtype)
-        assert isinstance(fast.transformer.h[1].attn.c_proj, PackedLinear) and isinstance(fast.lm_head, PackedLinear)
+        assert isinstance(fast.transformer.h[1].attn.c_proj, kind) and isinstance(fast.lm_head, kind)
+        reference = logits_of(model, idx := torch.tensor([[1, 4, 2, 7]]))
+        assert (logits_of(fast, idx) - reference).abs().max() <= 0.06 * reference.std()
 
 
-def test_memory_shrinks_with_precision_and_int8(trained):
+def test_memory_shrinks_with_precision_and_int8(trained, bf16_kind):
     model, *_ = trained
     fp32 = model_nbytes(model)
     assert fp32 == 4 * model.num_params()
     bf16 = model_nbytes(prepare_for_inference(copy.deepcopy(model), torch.bfloat16))
     int8 = model_nbytes(prepare_for_inference(copy.deepcopy(model), torch.float32, "int8"))
-    head = model.lm_head.weight.numel()  # a prepacked output head is a second copy of the tied embedding
+    # A prepacked output head is a second copy of the tied embedding; the native kernel reads the embedding itself.
+    head = model.lm_head.weight.numel() if bf16_kind is PackedLinear else 0
     assert bf16 == 2 * (model.num_params() + head)
     assert int8 < 0.4 * fp32
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rapgpt.generate import kernels
-from rapgpt.generate.linear import Q8_BLOCK, Q8_MAX_ROWS, Q8Linear, dequantize, quantize_blocks
+from rapgpt.generate.linear import KERNEL_MAX_ROWS, Q8_BLOCK, Bf16Linear, Q8Linear, dequantize, quantize_blocks
 
 
 def native_isas() -> list[int]:
@@ -73,7 +73,7 @@ def test_kernel_rejects_weights_it_cannot_read():
 
 @needs_kernel
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("rows", [1, Q8_MAX_ROWS + 1])
+@pytest.mark.parametrize("rows", [1, KERNEL_MAX_ROWS + 1])
 def test_q8_linear_stays_close_to_the_float_layer(dtype, rows):
     """Decoding rows go through the kernel, prefill rows through the dequantized weights: both near nn.Linear."""
     torch.manual_seed(rows)
@@ -84,6 +84,21 @@ def test_q8_linear_stays_close_to_the_float_layer(dtype, rows):
     expected = layer(x).double()
     assert y.dtype == dtype and y.shape == expected.shape
     assert (y.double() - expected).abs().max() <= 0.02 * expected.abs().max()
+
+
+@pytest.mark.skipif(not kernels.bf16_available(), reason="rapgpt's native bf16 kernel does not run here")
+@pytest.mark.parametrize("rows", [1, 3, KERNEL_MAX_ROWS + 1])
+@pytest.mark.parametrize("bias", [True, False])
+def test_bf16_linear_matches_a_float64_reference(rows, bias):
+    """The kernel (up to KERNEL_MAX_ROWS rows) and F.linear (above) on bf16 weights and inputs: exact but for the
+    output's bf16 rounding. 67 outputs: groups of 4 rows and a remainder."""
+    torch.manual_seed(rows)
+    layer = torch.nn.Linear(96, 67, bias=bias).bfloat16()
+    x = torch.randn(2, rows, 96).bfloat16()
+    y = Bf16Linear(layer)(x)
+    expected = x.double() @ layer.weight.double().T + (layer.bias.double() if bias else 0)
+    assert y.dtype == torch.bfloat16 and y.shape == expected.shape
+    assert (y.double() - expected).abs().max() <= 2**-7 * expected.abs().max()
 
 
 def test_switched_off_kernel_is_not_built_and_said_once(monkeypatch, caplog):
@@ -97,7 +112,7 @@ def test_switched_off_kernel_is_not_built_and_said_once(monkeypatch, caplog):
 
 def test_failed_build_falls_back_with_the_compiler_error_in_the_log(monkeypatch, caplog):
     def fail() -> None:
-        raise RuntimeError("Error building extension 'rapgpt_kernels'\nq8_linear.cpp:1: error: something")
+        raise RuntimeError("Error building extension 'rapgpt_kernels'\ndecode_linear.cpp:1: error: something")
 
     monkeypatch.delenv(kernels.SWITCH, raising=False)
     monkeypatch.setattr(kernels, "_build", fail)

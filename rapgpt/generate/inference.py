@@ -13,7 +13,16 @@ from rapgpt.checkpoint import WEIGHTS, load_run
 from rapgpt.data.tokenizer import Tokenizer
 from rapgpt.errors import ConfigError
 from rapgpt.generate import kernels
-from rapgpt.generate.linear import INT8_BLOCK, Q8_BLOCK, Int8Embedding, Int8Linear, PackedLinear, Q8Linear, can_pack
+from rapgpt.generate.linear import (
+    INT8_BLOCK,
+    Q8_BLOCK,
+    Bf16Linear,
+    Int8Embedding,
+    Int8Linear,
+    PackedLinear,
+    Q8Linear,
+    can_pack,
+)
 from rapgpt.generate.params import InferenceConfig, check_quantize
 from rapgpt.model import GPT, GPTConfig
 from rapgpt.precision import Precision
@@ -63,9 +72,17 @@ def prepare_for_inference(model: GPT, dtype: torch.dtype, quantize: str | None =
             model.transformer.wte = Int8Embedding(model.lm_head, dtype)
     else:
         model.to(dtype)
-        if can_pack(dtype) and model.lm_head.weight.device.type == "cpu":
-            _swap(model, lambda name, m: PackedLinear(m))
+        if model.lm_head.weight.device.type == "cpu":
+            _swap(model, lambda name, m: float_linear(m, dtype))
     return model
+
+
+def float_linear(linear: nn.Linear, dtype: torch.dtype) -> nn.Module:
+    """The fastest CPU layer for `linear` in `dtype`: the native bf16 kernel, else oneDNN's packed weights, else
+    `linear` itself."""
+    if dtype == torch.bfloat16 and linear.in_features % kernels.BF16_BLOCK == 0 and kernels.bf16_available():
+        return Bf16Linear(linear)
+    return PackedLinear(linear) if can_pack(dtype) else linear
 
 
 def int8_linear(linear: nn.Linear, dtype: torch.dtype) -> Q8Linear | Int8Linear | None:

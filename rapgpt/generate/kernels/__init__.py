@@ -1,9 +1,11 @@
-"""rapgpt's native CPU kernels (q8_linear.cpp), compiled on first use for the CPU at hand and cached.
+"""rapgpt's native CPU decode kernels (decode_linear.cpp: int8 and bf16 Linear layers), compiled on first use for
+the CPU at hand and cached.
 
 The build runs once per machine: `torch.utils.cpp_extension` compiles the source with -O3 -march=native into the
 torch extensions cache, in a directory named after the CPU and the PyTorch version, and later runs load the
 library from there. Without a compiler, when the build fails, on a CPU without AVX2, or with RAPGPT_KERNELS=0 in
-the environment, `q8_isa()` is 0 and callers keep their plain PyTorch path; the reason is said once in the log.
+the environment, `q8_isa()` is 0 (and `bf16_available()` False) and callers keep their PyTorch path; the reason
+is said once in the log.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ import torch
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("q8_linear.cpp")
+SOURCE = Path(__file__).with_name("decode_linear.cpp")
 SWITCH = "RAPGPT_KERNELS"  # "0" (or off/false/no): never build nor use the native kernels
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]  # OpenMP: torch's own thread pool, through at::parallel_for
 ISA_NAMES = {1: "AVX2", 2: "AVX512-VNNI"}
+BF16_BLOCK = 32  # the bf16 kernel reads the inner dimension 32 values at a time
 
 
 def enabled() -> bool:
@@ -81,3 +84,8 @@ def q8_isa() -> int:
     else:
         log.debug("rapgpt's int8 kernel: %s", ISA_NAMES[isa])
     return isa
+
+
+def bf16_available() -> bool:
+    """Whether the native bf16 decode kernel runs here (it needs AVX512-BF16)."""
+    return q8_isa() > 0 and bool(torch.ops.rapgpt.bf16_supported())

@@ -1,4 +1,6 @@
-// Int8 Linear for decoding: q8_0-style blocked weights times activations quantized the same way.
+// Linear layers for decoding on CPU: int8 and bfloat16 weights (see bf16_linear at the end).
+//
+// Int8: q8_0-style blocked weights times activations quantized the same way.
 //
 // Weights are int8 in blocks of 32 along the input dimension, one float16 scale per block. Each input row is
 // rounded to int8 with one float32 scale per block of 32, so a block's dot product is exact in int32 and costs one
@@ -143,28 +145,37 @@ __attribute__((target("avx2,fma,f16c"))) void dot_avx2(
 
 constexpr int ROWS = 4;  // weight rows per call of the dot kernels
 
+// Splits the output features among torch's threads, ROWS at a time, and writes out = dots + bias, where
+// dot(first, count, r, dots) computes weight rows first .. first + count - 1 times input row r.
+template <typename T, typename Dot>
+void for_each_output(int64_t rows, int64_t n, const T* bias, T* out, const Dot& dot) {
+  at::parallel_for(0, (n + ROWS - 1) / ROWS, 4, [&](int64_t begin, int64_t end) {
+    float dots[ROWS];
+    for (int64_t j = begin * ROWS; j < std::min(n, end * ROWS); j += ROWS) {
+      const int64_t count = std::min<int64_t>(ROWS, n - j);
+      for (int64_t r = 0; r < rows; ++r) {
+        dot(j, count, r, dots);
+        for (int64_t i = 0; i < count; ++i) {
+          out[r * n + j + i] = static_cast<T>(dots[i] + (bias ? static_cast<float>(bias[j + i]) : 0.f));
+        }
+      }
+    }
+  });
+}
+
 template <typename T>
 void run(const T* x, const int8_t* w, const c10::Half* w_scale, const T* bias, T* out, int64_t rows, int64_t n,
          int64_t k, int64_t isa) {
   const QuantRows xq(x, rows, k);
   const bool wide = isa == AVX512_VNNI;
   const int64_t blocks = k / BLOCK;
-  at::parallel_for(0, (n + ROWS - 1) / ROWS, 4, [&](int64_t begin, int64_t end) {
-    float dots[ROWS];
-    for (int64_t j = begin * ROWS; j < std::min(n, end * ROWS); j += ROWS) {
-      const int64_t count = std::min<int64_t>(ROWS, n - j);
-      for (int64_t r = 0; r < rows; ++r) {
-        if (count == ROWS) {
-          (wide ? dot_avx512<ROWS> : dot_avx2<ROWS>)(w + j * k, w_scale + j * blocks, xq, r, dots);
-        } else {
-          for (int64_t i = 0; i < count; ++i) {
-            (wide ? dot_avx512<1> : dot_avx2<1>)(w + (j + i) * k, w_scale + (j + i) * blocks, xq, r, dots + i);
-          }
-        }
-        for (int64_t i = 0; i < count; ++i) {
-          out[r * n + j + i] = static_cast<T>(dots[i] + (bias ? static_cast<float>(bias[j + i]) : 0.f));
-        }
-      }
+  for_each_output(rows, n, bias, out, [&](int64_t j, int64_t count, int64_t r, float* dots) {
+    if (count == ROWS) {
+      (wide ? dot_avx512<ROWS> : dot_avx2<ROWS>)(w + j * k, w_scale + j * blocks, xq, r, dots);
+      return;
+    }
+    for (int64_t i = 0; i < count; ++i) {
+      (wide ? dot_avx512<1> : dot_avx2<1>)(w + (j + i) * k, w_scale + (j + i) * blocks, xq, r, dots + i);
     }
   });
 }
@@ -199,11 +210,67 @@ at::Tensor q8_linear(const at::Tensor& x, const at::Tensor& weight, const at::Te
   return out;
 }
 
+// bfloat16 weights times a bfloat16 input row, in float32 (AVX512-BF16). For float32 weights, oneDNN's packed
+// path measured as fast, so this kernel serves bf16 only.
+
+template <int R>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) void bf16_dot(const c10::BFloat16* w,
+                                                                                  const c10::BFloat16* x, int64_t k,
+                                                                                  float* out) {
+  __m512 acc[R];
+  for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t at = 0; at < k; at += 32) {  // 32 values, 64 bytes, at a time
+    const __m512i xv = _mm512_loadu_si512(x + at);
+    for (int i = 0; i < R; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + (AHEAD * R + i) * k + at), _MM_HINT_T0);
+      const __m512i wv = _mm512_loadu_si512(w + i * k + at);
+      acc[i] = _mm512_dpbf16_ps(acc[i], reinterpret_cast<__m512bh>(xv), reinterpret_cast<__m512bh>(wv));
+    }
+  }
+  for (int i = 0; i < R; ++i) out[i] = _mm512_reduce_add_ps(acc[i]);
+}
+
+bool bf16_supported() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512bf16");
+}
+
+at::Tensor bf16_linear(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+  TORCH_CHECK(bf16_supported(), "bf16_linear: this CPU lacks AVX512-BF16");
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && weight.is_contiguous() && x.scalar_type() == at::kBFloat16 &&
+                  weight.scalar_type() == at::kBFloat16,
+              "bf16_linear: contiguous 2-d bfloat16 input and weights expected");
+  const int64_t rows = x.size(0), k = x.size(1), n = weight.size(0);
+  TORCH_CHECK(weight.size(1) == k && k % 32 == 0, "bf16_linear: weights [out, in] with in a multiple of 32 expected");
+  const bool has_bias = bias.has_value() && bias->defined();
+  TORCH_CHECK(!has_bias || (bias->scalar_type() == at::kBFloat16 && bias->numel() == n && bias->is_contiguous()),
+              "bf16_linear: the bias must be bfloat16, one value per output");
+  at::Tensor out = at::empty({rows, n}, x.options());
+  using bf16 = c10::BFloat16;
+  const bf16* xp = x.data_ptr<bf16>();
+  const bf16* w = weight.data_ptr<bf16>();
+  for_each_output(rows, n, has_bias ? bias->data_ptr<bf16>() : nullptr, out.data_ptr<bf16>(),
+                  [&](int64_t j, int64_t count, int64_t r, float* dots) {
+                    if (count == ROWS) {
+                      bf16_dot<ROWS>(w + j * k, xp + r * k, k, dots);
+                      return;
+                    }
+                    for (int64_t i = 0; i < count; ++i) bf16_dot<1>(w + (j + i) * k, xp + r * k, k, dots + i);
+                  });
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(rapgpt, m) {
   m.def("q8_linear(Tensor x, Tensor weight, Tensor scale, Tensor? bias, int isa) -> Tensor");
   m.def("q8_best_isa() -> int", &best_isa);
+  m.def("bf16_linear(Tensor x, Tensor weight, Tensor? bias) -> Tensor");
+  m.def("bf16_supported() -> bool", &bf16_supported);
 }
 
-TORCH_LIBRARY_IMPL(rapgpt, CPU, m) { m.impl("q8_linear", q8_linear); }
+TORCH_LIBRARY_IMPL(rapgpt, CPU, m) {
+  m.impl("q8_linear", q8_linear);
+  m.impl("bf16_linear", bf16_linear);
+}
