@@ -22,6 +22,7 @@ from rapgpt.generate.inference import cache_nbytes, format_bytes, load_for_infer
 from rapgpt.generate.lexicon import run_speller
 from rapgpt.generate.params import GenerateConfig, SamplingParams, WritingParams
 from rapgpt.generate.scheme import LineWriter
+from rapgpt.generate.threads import decode_threads
 
 # Samples beyond this many wait for a free slot rather than growing the cache.
 MAX_BATCH = 16
@@ -44,8 +45,7 @@ def generate_command(
     writing = writing or WritingParams()
     num_samples = config.num_samples
     out, err = out or sys.stdout, err or sys.stderr
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
+    torch.set_num_threads(config.threads or decode_threads())
     with _diagnostics_to(err):
         gpt, tokenizer = load_for_inference(model, config.precision, config.quantize, adapter=adapter,
                                               device=config.device)
