@@ -56,14 +56,15 @@ def generate_command(
             print(_cache_report(decoder, config.precision), file=err)
         writer = LineWriter(decoder)
         ids = [writer.add(prompt, nth_sample_params(params, i), writing, speller) for i in range(num_samples)]
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         completions = _show(writer, ids, prompt, out)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     for i, c in enumerate(completions):
         print(f"[sample {i + 1}/{num_samples}: {c.completion_tokens} tokens, finished by {c.finish_reason}, "
               f"seed {c.seed}]", file=err)
     total = sum(c.completion_tokens for c in completions)
-    print(f"[{total} tokens in {elapsed:.2f} s: {total / max(elapsed, 1e-9):.1f} tokens/s]", file=err)
+    print(f"[{total} tokens in {elapsed:.3f} s ({cpu:.3f} s of CPU): {total / max(elapsed, 1e-9):.1f} tokens/s]",
+          file=err)
     return completions
 
 
