@@ -16,7 +16,7 @@ from rapgpt.generate.inference import (
     model_nbytes,
     prepare_for_inference,
 )
-from rapgpt.generate.linear import Bf16Linear, Int8Embedding, Int8Linear, PackedLinear, Q8Linear, can_pack
+from rapgpt.generate.linear import DenseLinear, Int8Embedding, Int8Linear, PackedLinear, Q8Linear, can_pack
 from rapgpt.model import GPT, GPTConfig
 
 # Invented verses, only to give a tiny model something learnable.
@@ -129,36 +129,38 @@ def test_layers_the_int8_kernel_cannot_take_stay_in_float(int8_kind):
 
 
 @pytest.fixture(params=["native", "onednn"])
-def bf16_kind(request, monkeypatch):
-    """Runs a test with bf16 layers in the native kernel, and again in oneDNN's packed layout (what a CPU without
-    AVX512-BF16 or the kernel gets); yields the bf16 Linear type in use."""
+def float_kind(request, monkeypatch):
+    """Runs a test with fp32 and bf16 layers in the native kernel, and again in oneDNN's packed layout (what a CPU
+    without AVX-512 or the kernel gets); yields the Linear type in use for a dtype."""
     if request.param == "onednn":
-        monkeypatch.setattr(kernels, "bf16_available", lambda: False)
-    elif not kernels.bf16_available():
+        monkeypatch.setattr(kernels, "dense_available", lambda dtype: False)
+    elif not kernels.dense_available(torch.bfloat16):
         pytest.skip("rapgpt's native bf16 kernel does not run here")
     if not can_pack(torch.bfloat16):
         pytest.skip("oneDNN bf16 not available on this CPU")
-    return Bf16Linear if request.param == "native" else PackedLinear
+    return lambda dtype: DenseLinear if kernels.dense_available(dtype) else PackedLinear
 
 
-def test_fp32_linears_are_prepacked_and_bf16_ones_take_the_fastest_kernel(trained, bf16_kind):
+def test_float_linears_take_the_fastest_kernel(trained, float_kind):
     model, *_ = trained
-    for dtype, kind in ((torch.float32, PackedLinear), (torch.bfloat16, bf16_kind)):
+    for dtype in (torch.float32, torch.bfloat16):
         fast = prepare_for_inference(copy.deepcopy(model), dtype)
+        kind = float_kind(dtype)
         assert isinstance(fast.transformer.h[1].attn.c_proj, kind) and isinstance(fast.lm_head, kind)
         reference = logits_of(model, idx := torch.tensor([[1, 4, 2, 7]]))
         assert (logits_of(fast, idx) - reference).abs().max() <= 0.06 * reference.std()
 
 
-def test_memory_shrinks_with_precision_and_int8(trained, bf16_kind):
+def test_memory_shrinks_with_precision_and_int8(trained, float_kind):
     model, *_ = trained
     fp32 = model_nbytes(model)
     assert fp32 == 4 * model.num_params()
-    bf16 = model_nbytes(prepare_for_inference(copy.deepcopy(model), torch.bfloat16))
     int8 = model_nbytes(prepare_for_inference(copy.deepcopy(model), torch.float32, "int8"))
-    # A prepacked output head is a second copy of the tied embedding; the native kernel reads the embedding itself.
-    head = model.lm_head.weight.numel() if bf16_kind is PackedLinear else 0
-    assert bf16 == 2 * (model.num_params() + head)
+    for dtype in (torch.float32, torch.bfloat16):
+        # A prepacked output head is a second copy of the tied embedding; the native kernel reads the embedding.
+        head = model.lm_head.weight.numel() if float_kind(dtype) is PackedLinear else 0
+        prepared = model_nbytes(prepare_for_inference(copy.deepcopy(model), dtype))
+        assert prepared == dtype.itemsize * (model.num_params() + head)
     assert int8 < 0.4 * fp32
 
 

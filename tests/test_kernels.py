@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rapgpt.generate import kernels
-from rapgpt.generate.linear import KERNEL_MAX_ROWS, Q8_BLOCK, Bf16Linear, Q8Linear, dequantize, quantize_blocks
+from rapgpt.generate.linear import KERNEL_MAX_ROWS, Q8_BLOCK, DenseLinear, Q8Linear, dequantize, quantize_blocks
 
 
 def native_isas() -> list[int]:
@@ -86,19 +86,21 @@ def test_q8_linear_stays_close_to_the_float_layer(dtype, rows):
     assert (y.double() - expected).abs().max() <= 0.02 * expected.abs().max()
 
 
-@pytest.mark.skipif(not kernels.bf16_available(), reason="rapgpt's native bf16 kernel does not run here")
+@pytest.mark.parametrize("dtype, tolerance", [(torch.bfloat16, 2**-7), (torch.float32, 1e-6)])
 @pytest.mark.parametrize("rows", [1, 3, KERNEL_MAX_ROWS + 1])
 @pytest.mark.parametrize("bias", [True, False])
-def test_bf16_linear_matches_a_float64_reference(rows, bias):
-    """The kernel (up to KERNEL_MAX_ROWS rows) and F.linear (above) on bf16 weights and inputs: exact but for the
-    output's bf16 rounding. 67 outputs: groups of 4 rows and a remainder."""
+def test_dense_linear_matches_a_float64_reference(dtype, tolerance, rows, bias):
+    """The kernel (up to KERNEL_MAX_ROWS rows) and F.linear (above) on bf16 or fp32 weights and inputs: exact but
+    for the output's rounding. 67 outputs: groups of 4 rows and a remainder."""
+    if not kernels.dense_available(dtype):
+        pytest.skip(f"rapgpt's native {dtype} kernel does not run here")
     torch.manual_seed(rows)
-    layer = torch.nn.Linear(96, 67, bias=bias).bfloat16()
-    x = torch.randn(2, rows, 96).bfloat16()
-    y = Bf16Linear(layer)(x)
+    layer = torch.nn.Linear(96, 67, bias=bias).to(dtype)
+    x = torch.randn(2, rows, 96).to(dtype)
+    y = DenseLinear(layer)(x)
     expected = x.double() @ layer.weight.double().T + (layer.bias.double() if bias else 0)
-    assert y.dtype == torch.bfloat16 and y.shape == expected.shape
-    assert (y.double() - expected).abs().max() <= 2**-7 * expected.abs().max()
+    assert y.dtype == dtype and y.shape == expected.shape
+    assert (y.double() - expected).abs().max() <= tolerance * expected.abs().max()
 
 
 def test_switched_off_kernel_is_not_built_and_said_once(monkeypatch, caplog):

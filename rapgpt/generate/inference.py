@@ -16,7 +16,7 @@ from rapgpt.generate import kernels
 from rapgpt.generate.linear import (
     INT8_BLOCK,
     Q8_BLOCK,
-    Bf16Linear,
+    DenseLinear,
     Int8Embedding,
     Int8Linear,
     PackedLinear,
@@ -78,10 +78,10 @@ def prepare_for_inference(model: GPT, dtype: torch.dtype, quantize: str | None =
 
 
 def float_linear(linear: nn.Linear, dtype: torch.dtype) -> nn.Module:
-    """The fastest CPU layer for `linear` in `dtype`: the native bf16 kernel, else oneDNN's packed weights, else
-    `linear` itself."""
-    if dtype == torch.bfloat16 and linear.in_features % kernels.BF16_BLOCK == 0 and kernels.bf16_available():
-        return Bf16Linear(linear)
+    """The fastest CPU layer for `linear` in `dtype`: the native kernel (bf16, fp32), else oneDNN's packed weights,
+    else `linear` itself."""
+    if linear.in_features % kernels.DENSE_BLOCK == 0 and kernels.dense_available(dtype):
+        return DenseLinear(linear)
     return PackedLinear(linear) if can_pack(dtype) else linear
 
 

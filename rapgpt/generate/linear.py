@@ -9,8 +9,9 @@ in the weights, where one scale per output channel bounds it to half a step of t
 PyTorch's dynamic quantization has a faster int8 kernel, but it rounds each layer's input to int8 with one scale
 for the whole batch: it cost more perplexity, and it would make a sequence's output depend on its batch-mates.
 
-In bf16, rapgpt's native kernel (`Bf16Linear`, where it builds and the CPU has AVX512-BF16) decodes faster still
-than oneDNN: it asks for the weights ahead of their use, and reads them about 1.4x faster.
+In bf16, rapgpt's native kernel (`DenseLinear`, where it builds and the CPU has AVX512-BF16) decodes faster still
+than oneDNN: it asks for the weights ahead of their use, and reads them about 1.4x faster. Its fp32 twin (AVX512F)
+serves fp32 the same way.
 
 Where rapgpt's native kernel builds (rapgpt.generate.kernels), int8 takes llama.cpp's q8_0 layout instead: blocks
 of 32 weights with a float16 scale each, a finer grid than one scale per channel. Each decoded row is rounded to
@@ -176,9 +177,9 @@ class Q8Linear(nn.Module):
         return y.view(*x.shape[:-1], self.out_features)
 
 
-class Bf16Linear(nn.Module):
-    """`nn.Linear` whose decoding rows go through the native bf16 kernel, prefill through `F.linear`. A tied output
-    head keeps sharing its matrix with the embedding."""
+class DenseLinear(nn.Module):
+    """`nn.Linear` in bf16 or fp32 whose decoding rows go through the native kernel, prefill through `F.linear`. A
+    tied output head keeps sharing its matrix with the embedding."""
 
     def __init__(self, linear: nn.Linear):
         super().__init__()
@@ -190,7 +191,7 @@ class Bf16Linear(nn.Module):
         rows = x.reshape(-1, self.in_features)
         if rows.shape[0] > KERNEL_MAX_ROWS:
             return F.linear(x, self.weight, self.bias)
-        y = torch.ops.rapgpt.bf16_linear(rows.contiguous(), self.weight, self.bias)
+        y = torch.ops.rapgpt.dense_linear(rows.contiguous(), self.weight, self.bias)
         return y.view(*x.shape[:-1], self.out_features)
 
 

@@ -1,10 +1,10 @@
-"""rapgpt's native CPU decode kernels (decode_linear.cpp: int8 and bf16 Linear layers), compiled on first use for
+"""rapgpt's native CPU decode kernels (decode_linear.cpp: int8, bf16 and fp32 Linear layers), compiled on first use for
 the CPU at hand and cached.
 
 The build runs once per machine: `torch.utils.cpp_extension` compiles the source with -O3 -march=native into the
 torch extensions cache, in a directory named after the CPU and the PyTorch version, and later runs load the
 library from there. Without a compiler, when the build fails, on a CPU without AVX2, or with RAPGPT_KERNELS=0 in
-the environment, `q8_isa()` is 0 (and `bf16_available()` False) and callers keep their PyTorch path; the reason
+the environment, `q8_isa()` is 0 (and `dense_available()` False) and callers keep their PyTorch path; the reason
 is said once in the log.
 """
 
@@ -27,7 +27,7 @@ SOURCE = Path(__file__).with_name("decode_linear.cpp")
 SWITCH = "RAPGPT_KERNELS"  # "0" (or off/false/no): never build nor use the native kernels
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]  # OpenMP: torch's own thread pool, through at::parallel_for
 ISA_NAMES = {1: "AVX2", 2: "AVX512-VNNI"}
-BF16_BLOCK = 32  # the bf16 kernel reads the inner dimension 32 values at a time
+DENSE_BLOCK = 32  # the bf16 and fp32 kernels take inner dimensions that are a multiple of this
 
 
 def enabled() -> bool:
@@ -86,6 +86,6 @@ def q8_isa() -> int:
     return isa
 
 
-def bf16_available() -> bool:
-    """Whether the native bf16 decode kernel runs here (it needs AVX512-BF16)."""
-    return q8_isa() > 0 and bool(torch.ops.rapgpt.bf16_supported())
+def dense_available(dtype: torch.dtype) -> bool:
+    """Whether the native kernel for `dtype` weights (bf16: AVX512-BF16; fp32: AVX512F) runs here."""
+    return dtype in (torch.float32, torch.bfloat16) and q8_isa() > 0 and bool(torch.ops.rapgpt.dense_supported(dtype))

@@ -1,4 +1,4 @@
-// Linear layers for decoding on CPU: int8 and bfloat16 weights (see bf16_linear at the end).
+// Linear layers for decoding on CPU: int8, bfloat16 and float32 weights (see dense_linear at the end).
 //
 // Int8: q8_0-style blocked weights times activations quantized the same way.
 //
@@ -210,13 +210,14 @@ at::Tensor q8_linear(const at::Tensor& x, const at::Tensor& weight, const at::Te
   return out;
 }
 
-// bfloat16 weights times a bfloat16 input row, in float32 (AVX512-BF16). For float32 weights, oneDNN's packed
-// path measured as fast, so this kernel serves bf16 only.
+// Float weights times an input row of the same type, summed in float32: bfloat16 (AVX512-BF16) and float32
+// (AVX512F). Both read 64 bytes of each weight row per instruction, and ask for the weights ahead as above; oneDNN's
+// packed GEMV does not, and reads them slower.
 
 template <int R>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) void bf16_dot(const c10::BFloat16* w,
-                                                                                  const c10::BFloat16* x, int64_t k,
-                                                                                  float* out) {
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) void dense_dot(const c10::BFloat16* w,
+                                                                                   const c10::BFloat16* x, int64_t k,
+                                                                                   float* out) {
   __m512 acc[R];
   for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
   for (int64_t at = 0; at < k; at += 32) {  // 32 values, 64 bytes, at a time
@@ -230,34 +231,59 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) void bf16_do
   for (int i = 0; i < R; ++i) out[i] = _mm512_reduce_add_ps(acc[i]);
 }
 
-bool bf16_supported() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512bf16");
+template <int R>
+__attribute__((target("avx512f,fma"))) void dense_dot(const float* w, const float* x, int64_t k, float* out) {
+  __m512 acc[R];
+  for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
+  for (int64_t at = 0; at < k; at += 16) {  // 16 values, 64 bytes, at a time
+    const __m512 xv = _mm512_loadu_ps(x + at);
+    for (int i = 0; i < R; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + (AHEAD * R + i) * k + at), _MM_HINT_T0);
+      acc[i] = _mm512_fmadd_ps(_mm512_loadu_ps(w + i * k + at), xv, acc[i]);
+    }
+  }
+  for (int i = 0; i < R; ++i) out[i] = _mm512_reduce_add_ps(acc[i]);
 }
 
-at::Tensor bf16_linear(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
-  TORCH_CHECK(bf16_supported(), "bf16_linear: this CPU lacks AVX512-BF16");
-  TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && weight.is_contiguous() && x.scalar_type() == at::kBFloat16 &&
-                  weight.scalar_type() == at::kBFloat16,
-              "bf16_linear: contiguous 2-d bfloat16 input and weights expected");
+bool dense_supported(at::ScalarType dtype) {
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  if (dtype == at::kBFloat16) return avx512 && __builtin_cpu_supports("avx512bf16");
+  return dtype == at::kFloat && avx512;
+}
+
+template <typename T>
+void dense_run(const at::Tensor& x, const at::Tensor& weight, const at::Tensor* bias, at::Tensor& out) {
   const int64_t rows = x.size(0), k = x.size(1), n = weight.size(0);
-  TORCH_CHECK(weight.size(1) == k && k % 32 == 0, "bf16_linear: weights [out, in] with in a multiple of 32 expected");
-  const bool has_bias = bias.has_value() && bias->defined();
-  TORCH_CHECK(!has_bias || (bias->scalar_type() == at::kBFloat16 && bias->numel() == n && bias->is_contiguous()),
-              "bf16_linear: the bias must be bfloat16, one value per output");
-  at::Tensor out = at::empty({rows, n}, x.options());
-  using bf16 = c10::BFloat16;
-  const bf16* xp = x.data_ptr<bf16>();
-  const bf16* w = weight.data_ptr<bf16>();
-  for_each_output(rows, n, has_bias ? bias->data_ptr<bf16>() : nullptr, out.data_ptr<bf16>(),
+  const T* xp = x.data_ptr<T>();
+  const T* w = weight.data_ptr<T>();
+  for_each_output(rows, n, bias ? bias->data_ptr<T>() : nullptr, out.data_ptr<T>(),
                   [&](int64_t j, int64_t count, int64_t r, float* dots) {
                     if (count == ROWS) {
-                      bf16_dot<ROWS>(w + j * k, xp + r * k, k, dots);
+                      dense_dot<ROWS>(w + j * k, xp + r * k, k, dots);
                       return;
                     }
-                    for (int64_t i = 0; i < count; ++i) bf16_dot<1>(w + (j + i) * k, xp + r * k, k, dots + i);
+                    for (int64_t i = 0; i < count; ++i) dense_dot<1>(w + (j + i) * k, xp + r * k, k, dots + i);
                   });
+}
+
+at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+  const at::ScalarType dtype = x.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16, "dense_linear: float32 or bfloat16 input expected");
+  TORCH_CHECK(dense_supported(dtype), "dense_linear: this CPU lacks the instructions for ", dtype);
+  TORCH_CHECK(x.dim() == 2 && x.is_contiguous() && weight.is_contiguous() && weight.scalar_type() == dtype,
+              "dense_linear: contiguous 2-d input and weights of one dtype expected");
+  TORCH_CHECK(weight.size(1) == x.size(1) && x.size(1) % 32 == 0,
+              "dense_linear: weights [out, in] with in a multiple of 32 expected");
+  const bool has_bias = bias.has_value() && bias->defined();
+  TORCH_CHECK(!has_bias || (bias->scalar_type() == dtype && bias->numel() == weight.size(0) && bias->is_contiguous()),
+              "dense_linear: the bias must have the input's dtype, one value per output");
+  at::Tensor out = at::empty({x.size(0), weight.size(0)}, x.options());
+  if (dtype == at::kFloat) {
+    dense_run<float>(x, weight, has_bias ? &*bias : nullptr, out);
+  } else {
+    dense_run<c10::BFloat16>(x, weight, has_bias ? &*bias : nullptr, out);
+  }
   return out;
 }
 
@@ -266,11 +292,11 @@ at::Tensor bf16_linear(const at::Tensor& x, const at::Tensor& weight, const std:
 TORCH_LIBRARY(rapgpt, m) {
   m.def("q8_linear(Tensor x, Tensor weight, Tensor scale, Tensor? bias, int isa) -> Tensor");
   m.def("q8_best_isa() -> int", &best_isa);
-  m.def("bf16_linear(Tensor x, Tensor weight, Tensor? bias) -> Tensor");
-  m.def("bf16_supported() -> bool", &bf16_supported);
+  m.def("dense_linear(Tensor x, Tensor weight, Tensor? bias) -> Tensor");
+  m.def("dense_supported(ScalarType dtype) -> bool", &dense_supported);
 }
 
 TORCH_LIBRARY_IMPL(rapgpt, CPU, m) {
   m.impl("q8_linear", q8_linear);
-  m.impl("bf16_linear", bf16_linear);
+  m.impl("dense_linear", dense_linear);
 }
