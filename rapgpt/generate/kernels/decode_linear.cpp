@@ -29,8 +29,10 @@ namespace {
 
 constexpr int64_t BLOCK = 32;
 // The weights come from memory, not cache: each load asks for the line this many row groups ahead (the hardware
-// prefetcher alone left the kernel at about half the speed it reaches with it).
+// prefetcher alone left the kernel at about half the speed it reaches with it), into L2 (_MM_HINT_T1: L2 keeps more
+// requests in flight than L1; 1-4% faster than into L1). 1, 2 or 4 groups ahead measured alike.
 constexpr int64_t AHEAD = 2;
+constexpr auto HINT = _MM_HINT_T1;
 enum Isa : int64_t { NONE = 0, AVX2 = 1, AVX512_VNNI = 2 };
 
 int64_t best_isa() {
@@ -104,7 +106,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,fma"))) voi
       const __m512i xv = _mm512_maskz_loadu_epi8(m64, mag + at);
       const __mmask64 negative = neg[at / 64];
       for (int i = 0; i < R; ++i) {
-        _mm_prefetch(reinterpret_cast<const char*>(w + (AHEAD * R + i) * x.k + at), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(w + (AHEAD * R + i) * x.k + at), HINT);
         __m512i wv = _mm512_maskz_loadu_epi8(m64, w + i * x.k + at);
         wv = _mm512_mask_sub_epi8(wv, negative, zero, wv);  // the sign of x moves onto w: |x| * (+-w)
         const __m512i dots = _mm512_dpbusd_epi32(zero, xv, wv);
@@ -128,7 +130,7 @@ __attribute__((target("avx2,fma,f16c"))) void dot_avx2(
     const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + b * BLOCK));
     const __m256i magnitude = _mm256_sign_epi8(xv, xv);
     for (int i = 0; i < R; ++i) {
-      if (b % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(w + (AHEAD * R + i) * x.k + b * BLOCK), _MM_HINT_T0);
+      if (b % 2 == 0) _mm_prefetch(reinterpret_cast<const char*>(w + (AHEAD * R + i) * x.k + b * BLOCK), HINT);
       const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + i * x.k + b * BLOCK));
       // |x| * (+-w) in int16 pairs (at most 2 * 127 * 127, no saturation), then in int32 lanes.
       const __m256i dots = _mm256_madd_epi16(_mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(wv, xv)), ones);
@@ -223,7 +225,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) void dense_d
   for (int64_t at = 0; at < k; at += 32) {  // 32 values, 64 bytes, at a time
     const __m512i xv = _mm512_loadu_si512(x + at);
     for (int i = 0; i < R; ++i) {
-      _mm_prefetch(reinterpret_cast<const char*>(w + (AHEAD * R + i) * k + at), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(w + (AHEAD * R + i) * k + at), HINT);
       const __m512i wv = _mm512_loadu_si512(w + i * k + at);
       acc[i] = _mm512_dpbf16_ps(acc[i], reinterpret_cast<__m512bh>(xv), reinterpret_cast<__m512bh>(wv));
     }
@@ -238,7 +240,7 @@ __attribute__((target("avx512f,fma"))) void dense_dot(const float* w, const floa
   for (int64_t at = 0; at < k; at += 16) {  // 16 values, 64 bytes, at a time
     const __m512 xv = _mm512_loadu_ps(x + at);
     for (int i = 0; i < R; ++i) {
-      _mm_prefetch(reinterpret_cast<const char*>(w + (AHEAD * R + i) * k + at), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(w + (AHEAD * R + i) * k + at), HINT);
       acc[i] = _mm512_fmadd_ps(_mm512_loadu_ps(w + i * k + at), xv, acc[i]);
     }
   }
