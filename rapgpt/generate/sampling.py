@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from rapgpt.generate.params import SamplingParams
@@ -64,7 +65,7 @@ def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     logits = logits / params.temperature
     vocab = logits.numel()
     if params.top_k is not None and params.top_k < vocab:
-        values, index = torch.topk(logits, params.top_k)
+        values, index = largest(logits, params.top_k)
         logits = torch.full_like(logits, -math.inf).scatter_(0, index, values)
     if params.top_p is not None and params.top_p < 1:
         logits = _top_p(logits, params.top_p)
@@ -74,9 +75,21 @@ def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
     return logits
 
 
+def largest(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest values in descending order and their indices, as `torch.topk`; on the CPU by NumPy's partial
+    sort, 2-3x faster for GPT-2's vocabulary (torch.topk alone took 0.2-0.6 ms of a decoding step; NumPy's argmax is
+    faster likewise)."""
+    if values.device.type != "cpu" or k >= values.numel():
+        return torch.topk(values, k)
+    v = values.numpy()
+    part = np.argpartition(v, v.size - k)[v.size - k :]
+    order = part[np.argsort(-v[part], kind="stable")]
+    return torch.from_numpy(v[order]), torch.from_numpy(order)
+
+
 def _top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     probs = torch.softmax(logits, dim=-1)
-    sorted_probs, index = torch.topk(probs, min(TOP_P_CANDIDATES, probs.numel()))
+    sorted_probs, index = largest(probs, min(TOP_P_CANDIDATES, probs.numel()))
     if sorted_probs.sum() >= top_p:
         before = torch.cumsum(sorted_probs, dim=0) - sorted_probs  # probability held by the more likely tokens
         keep = index[before < top_p]
@@ -111,5 +124,5 @@ def sample_token(
     """The next token for one sequence, from its float32 logits over the vocabulary."""
     logits = apply_penalties(logits, history, params)
     if params.greedy:
-        return int(logits.argmax())
+        return int(logits.numpy().argmax()) if logits.device.type == "cpu" else int(logits.argmax())
     return draw(torch.softmax(filter_logits(logits, params), dim=-1), generator)
