@@ -252,32 +252,28 @@ at::Tensor q8_linear(const at::Tensor& x, const at::Tensor& weight, const at::Te
 // (AVX512F). Both read 64 bytes of each weight row per instruction, and ask for the weights ahead as above; oneDNN's
 // packed GEMV does not, and reads them slower.
 
-template <int R>
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) void dense_dot(const c10::BFloat16* w,
-                                                                                   const c10::BFloat16* x, int64_t k,
-                                                                                   float* out) {
-  __m512 acc[R];
-  for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
-  for (int64_t at = 0; at < k; at += 32) {  // 32 values, 64 bytes, at a time
-    const __m512i xv = _mm512_loadu_si512(x + at);
-    for (int i = 0; i < R; ++i) {
-      _mm_prefetch(reinterpret_cast<const char*>(w + (AHEAD * R + i) * k + at), HINT);
-      const __m512i wv = _mm512_loadu_si512(w + i * k + at);
-      acc[i] = _mm512_dpbf16_ps(acc[i], reinterpret_cast<__m512bh>(xv), reinterpret_cast<__m512bh>(wv));
-    }
-  }
-  for (int i = 0; i < R; ++i) out[i] = _mm512_reduce_add_ps(acc[i]);
+// 64 bytes of weights times 64 bytes of input, added to acc: 32 bfloat16 pairs, or 16 float32 ones.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline __m512 multiply_add(
+    __m512 acc, const c10::BFloat16* w, const c10::BFloat16* x) {
+  return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh>(_mm512_loadu_si512(x)),
+                          reinterpret_cast<__m512bh>(_mm512_loadu_si512(w)));
 }
 
-template <int R>
-__attribute__((target("avx512f,fma"))) void dense_dot(const float* w, const float* x, int64_t k, float* out) {
+__attribute__((target("avx512f,fma"))) inline __m512 multiply_add(__m512 acc, const float* w, const float* x) {
+  return _mm512_fmadd_ps(_mm512_loadu_ps(w), _mm512_loadu_ps(x), acc);
+}
+
+// The float32 instantiation holds no bfloat16 instruction: it runs on CPUs without AVX512-BF16 too.
+template <int R, typename T>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) void dense_dot(const T* w, const T* x, int64_t k,
+                                                                                   float* out) {
+  constexpr int64_t STEP = 64 / sizeof(T);  // values per 64 bytes
   __m512 acc[R];
   for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
-  for (int64_t at = 0; at < k; at += 16) {  // 16 values, 64 bytes, at a time
-    const __m512 xv = _mm512_loadu_ps(x + at);
+  for (int64_t at = 0; at < k; at += STEP) {
     for (int i = 0; i < R; ++i) {
       _mm_prefetch(reinterpret_cast<const char*>(w + (AHEAD * R + i) * k + at), HINT);
-      acc[i] = _mm512_fmadd_ps(_mm512_loadu_ps(w + i * k + at), xv, acc[i]);
+      acc[i] = multiply_add(acc[i], w + i * k + at, x + at);
     }
   }
   for (int i = 0; i < R; ++i) out[i] = _mm512_reduce_add_ps(acc[i]);
@@ -298,10 +294,10 @@ void dense_run(const at::Tensor& x, const at::Tensor& weight, const at::Tensor* 
   for_each_output(rows, n, bias ? bias->data_ptr<T>() : nullptr, out.data_ptr<T>(),
                   [&](int64_t j, int64_t count, int64_t r, float* dots) {
                     if (count == ROWS) {
-                      dense_dot<ROWS>(w + j * k, xp + r * k, k, dots);
+                      dense_dot<ROWS, T>(w + j * k, xp + r * k, k, dots);
                       return;
                     }
-                    for (int64_t i = 0; i < count; ++i) dense_dot<1>(w + (j + i) * k, xp + r * k, k, dots + i);
+                    for (int64_t i = 0; i < count; ++i) dense_dot<1, T>(w + (j + i) * k, xp + r * k, k, dots + i);
                   });
 }
 
