@@ -129,3 +129,12 @@ def test_each_cpu_and_pytorch_gets_its_own_build_directory(monkeypatch, tmp_path
     assert here.parent == tmp_path and here.name.startswith("rapgpt_kernels_")
     monkeypatch.setattr(torch, "__version__", "0.0.0")
     assert kernels.build_directory() != here
+
+
+def test_each_version_of_the_source_gets_its_own_build_directory(monkeypatch, tmp_path):
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    here = kernels.build_directory()
+    edited = tmp_path / "decode_linear.cpp"
+    edited.write_bytes(kernels.SOURCE.read_bytes() + b"// an edit\n")
+    monkeypatch.setattr(kernels, "SOURCE", edited)
+    assert kernels.build_directory() != here

@@ -35,14 +35,16 @@ def enabled() -> bool:
 
 
 def build_directory() -> Path:
-    """Where this machine's build lives: named after the CPU model and flags, PyTorch and the compiler flags, so
-    that a home directory shared between machines never loads a build made for another CPU."""
+    """Where this machine's build lives: named after the CPU model and flags, PyTorch, the compiler flags and the
+    source, so that a home directory shared between machines never loads a build made for another CPU, and two
+    versions of rapgpt on one machine do not rebuild over each other."""
     cpu = platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
         lines = cpuinfo.read_text().splitlines()
         cpu += "".join(sorted({line for line in lines if line.startswith(("model name", "flags"))}))
-    key = hashlib.sha256(f"{cpu}|{torch.__version__}|{' '.join(CFLAGS)}".encode()).hexdigest()[:12]
+    source = hashlib.sha256(SOURCE.read_bytes()).hexdigest()
+    key = hashlib.sha256(f"{cpu}|{torch.__version__}|{' '.join(CFLAGS)}|{source}".encode()).hexdigest()[:12]
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions"
     return Path(root) / f"rapgpt_kernels_{key}"
 
