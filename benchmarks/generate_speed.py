@@ -14,8 +14,16 @@ prompt's prefill is left out for both sides alike. Each time is the best of --re
 every contender in turn, so that a busy spell on the machine slows all of them alike. The floor uses the best copy
 bandwidth seen during the run.
 
+The CLI row times `rapgpt generate` (default settings but greedy, the variant's precision and quantization) as a
+subprocess on the same weights saved as a run, against the library in the same run: with the wall clock, the time
+that generate itself reports for its decoding loop (streaming, detokenizing and printing included; loading left
+out), wall or CPU as --clock says; an N-token run minus a 1-token run, as above.
+`--threads 1 2 4` repeats the table for each thread count (the default is rapgpt's own, `decode_threads()`), the
+sweep that shows which count decodes fastest on a machine.
+
     python benchmarks/generate_speed.py                  # the full table (several minutes on 2 cores)
     python benchmarks/generate_speed.py --new-tokens 32 --models char-10m   # a quick look
+    python benchmarks/generate_speed.py --models gpt2 --threads 1 2 --skip-peer --skip-llama   # the thread sweep
 
 On a machine shared with other work, compare --threads 1: with two threads, every parallel region waits for the
 thread the scheduler parked, and the timings then measure the contention more than the code. `--threads 1
@@ -28,7 +36,10 @@ import argparse
 import copy
 import math
 import os
+import re
 import string
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,9 +48,11 @@ from pathlib import Path
 
 import torch
 
+from rapgpt.checkpoint import save_run
 from rapgpt.data.tokenizer import CharTokenizer, GPT2Tokenizer, Tokenizer
 from rapgpt.generate import BatchDecoder, SamplingParams
 from rapgpt.generate.inference import prepare_for_inference
+from rapgpt.generate.threads import decode_threads
 from rapgpt.model import GPT, preset_config
 from rapgpt.precision import Precision
 
@@ -101,14 +114,30 @@ CLOCK = time.perf_counter  # or time.process_time: see --clock
 
 def best_times(runs: dict, repeats: int) -> dict:
     """The best time of each run over `repeats` rounds that take every run in turn, so that a busy spell on a
-    shared machine slows every side alike."""
+    shared machine slows every side alike. A run that returns a number has timed itself (the CLI's)."""
     best = dict.fromkeys(runs, math.inf)
     for _ in range(repeats):
         for key, run in runs.items():
             start = CLOCK()
-            run()
-            best[key] = min(best[key], CLOCK() - start)
+            own = run()
+            best[key] = min(best[key], CLOCK() - start if own is None else own)
     return best
+
+
+def cli_run(run_dir: Path, prompt: str, variant: str, threads: int, new_tokens: int) -> Callable[[], float]:
+    """`rapgpt generate` on the run, greedy, in the variant's precision; the run returns its decoding time."""
+    precision, quantize = VARIANTS[variant]
+    command = [sys.executable, "-m", "rapgpt", "generate", "--model", str(run_dir), "--prompt", prompt,
+               "--temperature", "0", "--max-new-tokens", str(new_tokens), "--precision", precision,
+               "--threads", str(threads), *(["--quantize", quantize] if quantize else [])]
+
+    def run() -> float:
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        tokens, wall, cpu = re.search(r"\[(\d+) tokens in ([\d.]+) s \(([\d.]+) s of CPU\)", done.stderr).groups()
+        assert int(tokens) == new_tokens, "the CLI stopped early"
+        return float(cpu if CLOCK is time.process_time else wall)
+
+    return run
 
 
 def rapgpt_run(model: GPT, tokenizer: Tokenizer, prompts: list[str], new_tokens: int) -> Callable[[], None]:
@@ -186,88 +215,104 @@ def prompt_of(tokenizer: Tokenizer, n_tokens: int, salt: int = 0) -> str:
     raise ValueError("no prompt of that length")
 
 
+def row(preset, variant, measure, ours, peer, llama=None, note="") -> None:
+    columns = []
+    for theirs in (peer, llama):
+        columns += [f"{theirs:9.2f}", f"{ours / theirs:6.2f}x"] if theirs else [f"{'':9}", f"{'':7}"]
+    print(f"{preset:9} {variant:7} {measure:27} {ours:9.2f} {' '.join(columns)}  {note}", flush=True)
+
+
+def measure(args: argparse.Namespace, preset: str, threads: int, with_llama: bool, workdir: Path,
+            bandwidth: float) -> float:
+    """Print the rows of one model at one thread count; returns the best copy bandwidth seen so far (the floor
+    uses it, so that it is not flattered)."""
+    torch.set_num_threads(threads)
+    base, tokenizer = setup(preset)
+    prompt = prompt_of(tokenizer, 16)
+    ids = torch.tensor([BatchDecoder(base, tokenizer, 1).encode_prompt(prompt)])
+    new_tokens = min(args.new_tokens, base.config.block_size - ids.size(1))  # the peer cannot go past its context
+    models = {v: prepare_for_inference(copy.deepcopy(base), Precision(VARIANTS[v][0]).dtype, VARIANTS[v][1])
+              for v in args.variants}
+    peers = {} if args.skip_peer else {
+        v: to_transformers(base, Precision(VARIANTS[v][0]).dtype) for v in args.variants if not VARIANTS[v][1]}
+    llamas = {v: to_llama_cpp(base, tokenizer, v, threads, workdir) for v in args.variants if with_llama}
+    run_dir = save_run(workdir / preset, base, tokenizer)
+    makers = {("rapgpt", v): partial(rapgpt_run, m, tokenizer, [prompt]) for v, m in models.items()}
+    makers |= {("peer", v): partial(hf_run, hf, ids) for v, hf in peers.items()}
+    makers |= {("llama", v): partial(llama_run, llm, ids[0].tolist()) for v, llm in llamas.items()}
+    makers |= {("cli", v): partial(cli_run, run_dir, prompt, v, threads) for v in args.variants if not args.skip_cli}
+    rates = decode_rates(makers, new_tokens, args.repeats)
+    bandwidth = max(bandwidth, copy_bandwidth())
+    for v in args.variants:
+        precision, quantize = VARIANTS[v]
+        ours = rates["rapgpt", v]
+        floor = bandwidth / weight_bytes_per_token(base, precision, quantize)
+        note = f"{ours / floor:4.0%} of the bandwidth floor ({floor:.0f} tok/s), {new_tokens} tokens, {threads} threads"
+        llama = rates.get(("llama", v))
+        if quantize:
+            row(preset, v, "decode tok/s (b1) vs fp32", ours, rates.get(("rapgpt", "fp32")), llama, note)
+        else:
+            row(preset, v, "decode tok/s (b1) vs HF", ours, rates.get(("peer", v)), llama, note)
+        if ("cli", v) in rates:
+            row(preset, v, "CLI decode tok/s vs library", rates["cli", v], ours, note="rapgpt generate")
+    if preset != "gpt2":
+        return bandwidth
+    long_prompt = prompt_of(tokenizer, 512, salt=1)
+    long_ids = torch.tensor([BatchDecoder(base, tokenizer, 1).encode_prompt(long_prompt)])
+    runs = {("rapgpt", v): rapgpt_run(m, tokenizer, [long_prompt], 1) for v, m in models.items()}
+    runs |= {("peer", v): hf_run(hf, long_ids, 1) for v, hf in peers.items()}
+    runs |= {("llama", v): llama_run(llm, long_ids[0].tolist(), 1) for v, llm in llamas.items()}
+    ttft = best_times(runs, args.repeats)
+    for v in args.variants:
+        row(preset, v, "first token, 512 prompt (s)", ttft["rapgpt", v], ttft.get(("peer", v)),
+            ttft.get(("llama", v)), "lower is better")
+    prompts = [prompt_of(tokenizer, 16, salt=i) for i in range(8)]
+    batch_ids = torch.tensor([BatchDecoder(base, tokenizer, 1).encode_prompt(p) for p in prompts])
+    makers = {("rapgpt", v): partial(rapgpt_run, m, tokenizer, prompts) for v, m in models.items()}
+    makers |= {("peer", v): partial(hf_run, hf, batch_ids) for v, hf in peers.items()}
+    rates8 = decode_rates(makers, args.batch_new_tokens, args.repeats, batch=8)
+    for v in args.variants:
+        row(preset, v, "decode tok/s (batch 8)", rates8["rapgpt", v], rates8.get(("peer", v)))
+    return bandwidth
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="+", default=["gpt2", "char-10m"])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--threads", type=int, nargs="+", default=[decode_threads()],
+                    help="thread counts, one table each (default: rapgpt's default for decoding)")
     ap.add_argument("--new-tokens", type=int, default=256, help="tokens generated at batch 1")
     ap.add_argument("--batch-new-tokens", type=int, default=64, help="tokens generated per sequence at batch 8")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--skip-peer", action="store_true", help="measure rapgpt alone")
     ap.add_argument("--skip-llama", action="store_true", help="leave llama.cpp out even when it is installed")
+    ap.add_argument("--skip-cli", action="store_true", help="leave out `rapgpt generate` as a subprocess")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="cpu: count the process's CPU time, not the time it waited for a core (one thread only)")
     args = ap.parse_args()
     if args.clock == "cpu":
-        if args.threads != 1:
+        if args.threads != [1]:
             ap.error("--clock cpu needs --threads 1 (with more threads, CPU time adds up the threads' spinning)")
         global CLOCK
         CLOCK = time.process_time
-    torch.set_num_threads(args.threads)
     with_llama = not args.skip_llama and llama_cpp_installed()
     started = time.perf_counter()
     bandwidth = copy_bandwidth()
-    print(f"{cpu_model()}\n{args.clock} clock, threads {args.threads}, {args.new_tokens} new tokens at batch 1 and "
-          f"{args.batch_new_tokens} at batch 8, best of {args.repeats}, load average {os.getloadavg()[0]:.1f} on "
-          f"{os.cpu_count()} CPUs; llama.cpp {'in' if with_llama else 'left out (not installed or --skip-llama)'}\n")
+    print(f"{cpu_model()}\n{args.clock} clock, threads {args.threads} (default {decode_threads()}), "
+          f"{args.new_tokens} new tokens at batch 1 and {args.batch_new_tokens} at batch 8, best of {args.repeats}, "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; llama.cpp "
+          f"{'in' if with_llama else 'left out (not installed or --skip-llama)'}\n")
     header = (f"{'model':9} {'variant':7} {'measure':27} {'rapgpt':>9} {'peer':>9} {'ratio':>7} {'llama.cpp':>9} "
               f"{'ratio':>7}  note")
     print(header + "\n" + "-" * len(header))
-
-    def row(preset, variant, measure, ours, peer, llama=None, note=""):
-        columns = []
-        for theirs in (peer, llama):
-            columns += [f"{theirs:9.2f}", f"{ours / theirs:6.2f}x"] if theirs else [f"{'':9}", f"{'':7}"]
-        print(f"{preset:9} {variant:7} {measure:27} {ours:9.2f} {' '.join(columns)}  {note}", flush=True)
-
-    workdir = Path(tempfile.mkdtemp(prefix="generate-speed-"))
-    for preset in args.models:
-        base, tokenizer = setup(preset)
-        prompt = prompt_of(tokenizer, 16)
-        ids = torch.tensor([BatchDecoder(base, tokenizer, 1).encode_prompt(prompt)])
-        new_tokens = min(args.new_tokens, base.config.block_size - ids.size(1))  # the peer cannot go past its context
-        models = {v: prepare_for_inference(copy.deepcopy(base), Precision(VARIANTS[v][0]).dtype, VARIANTS[v][1])
-                  for v in args.variants}
-        peers = {} if args.skip_peer else {
-            v: to_transformers(base, Precision(VARIANTS[v][0]).dtype) for v in args.variants if not VARIANTS[v][1]}
-        llamas = {v: to_llama_cpp(base, tokenizer, v, args.threads, workdir)
-                  for v in args.variants if with_llama}
-        makers = {("rapgpt", v): partial(rapgpt_run, m, tokenizer, [prompt]) for v, m in models.items()}
-        makers |= {("peer", v): partial(hf_run, hf, ids) for v, hf in peers.items()}
-        makers |= {("llama", v): partial(llama_run, llm, ids[0].tolist()) for v, llm in llamas.items()}
-        rates = decode_rates(makers, new_tokens, args.repeats)
-        bandwidth = max(bandwidth, copy_bandwidth())  # the best seen in the run: the floor is not flattered
-        for v in args.variants:
-            precision, quantize = VARIANTS[v]
-            ours = rates["rapgpt", v]
-            floor = bandwidth / weight_bytes_per_token(base, precision, quantize)
-            note = f"{ours / floor:4.0%} of the bandwidth floor ({floor:.0f} tok/s), {new_tokens} tokens"
-            llama = rates.get(("llama", v))
-            if quantize:
-                row(preset, v, "decode tok/s (b1) vs fp32", ours, rates.get(("rapgpt", "fp32")), llama, note)
-            else:
-                row(preset, v, "decode tok/s (b1) vs HF", ours, rates.get(("peer", v)), llama, note)
-        if preset != "gpt2":
-            continue
-        long_prompt = prompt_of(tokenizer, 512, salt=1)
-        long_ids = torch.tensor([BatchDecoder(base, tokenizer, 1).encode_prompt(long_prompt)])
-        runs = {("rapgpt", v): rapgpt_run(m, tokenizer, [long_prompt], 1) for v, m in models.items()}
-        runs |= {("peer", v): hf_run(hf, long_ids, 1) for v, hf in peers.items()}
-        runs |= {("llama", v): llama_run(llm, long_ids[0].tolist(), 1) for v, llm in llamas.items()}
-        ttft = best_times(runs, args.repeats)
-        for v in args.variants:
-            row(preset, v, "first token, 512 prompt (s)", ttft["rapgpt", v], ttft.get(("peer", v)),
-                ttft.get(("llama", v)), "lower is better")
-        prompts = [prompt_of(tokenizer, 16, salt=i) for i in range(8)]
-        batch_ids = torch.tensor([BatchDecoder(base, tokenizer, 1).encode_prompt(p) for p in prompts])
-        makers = {("rapgpt", v): partial(rapgpt_run, m, tokenizer, prompts) for v, m in models.items()}
-        makers |= {("peer", v): partial(hf_run, hf, batch_ids) for v, hf in peers.items()}
-        rates8 = decode_rates(makers, args.batch_new_tokens, args.repeats, batch=8)
-        for v in args.variants:
-            row(preset, v, "decode tok/s (batch 8)", rates8["rapgpt", v], rates8.get(("peer", v)))
+    with tempfile.TemporaryDirectory(prefix="generate-speed-") as workdir:
+        for threads in args.threads:
+            for preset in args.models:
+                bandwidth = measure(args, preset, threads, with_llama, Path(workdir), bandwidth)
     print(f"\ncopy bandwidth (read + write), the best seen: {bandwidth / 1e9:.1f} GB/s; "
           f"{time.perf_counter() - started:.0f} s in all")
+
 
 def llama_cpp_installed() -> bool:
     try:

@@ -33,8 +33,8 @@ import torch
 
 from rapgpt.checkpoint import save_run
 from rapgpt.data.tokenizer import CharTokenizer
+from rapgpt.generate.threads import decode_threads
 from rapgpt.model import GPT, preset_config
-from rapgpt.serve.server import default_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["the city lights ", "late night ", "i came up ", "rhymes on the ", "\n", "money talk ", "yeah "]
@@ -172,7 +172,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=32, help="the server's --max-batch")
     parser.add_argument("--max-queue", type=int, default=64, help="the server's --max-queue")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="the server's --precision")
-    parser.add_argument("--threads", type=int, default=default_threads(), help="the server's --threads")
+    parser.add_argument("--threads", type=int, default=decode_threads(), help="the server's --threads")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,6 +8,7 @@ from torch.nn import functional as F
 from rapgpt.checkpoint import save_run
 from rapgpt.data.tokenizer import CharTokenizer
 from rapgpt.errors import ConfigError
+from rapgpt.generate import kernels
 from rapgpt.generate.inference import (
     cache_nbytes,
     format_bytes,
@@ -15,7 +16,7 @@ from rapgpt.generate.inference import (
     model_nbytes,
     prepare_for_inference,
 )
-from rapgpt.generate.linear import Int8Embedding, Int8Linear, PackedLinear, can_pack
+from rapgpt.generate.linear import DenseLinear, Int8Embedding, Int8Linear, PackedLinear, Q8Linear, can_pack
 from rapgpt.model import GPT, GPTConfig
 
 # Invented verses, only to give a tiny model something learnable.
@@ -40,6 +41,18 @@ def perplexity(model, idx, targets) -> float:
     return math.exp(F.cross_entropy(logits.float().flatten(0, 1), targets.flatten()).item())
 
 
+@pytest.fixture(params=["native", "pytorch"])
+def int8_kind(request, monkeypatch):
+    """Runs a test with int8 in the native kernel's q8_0 blocks, and again with per-channel int8 in PyTorch (what
+    a machine without the kernel gets); yields the int8 Linear type in use."""
+    if request.param == "pytorch":
+        monkeypatch.setattr(kernels, "q8_isa", lambda: 0)
+        return Int8Linear
+    if not kernels.q8_isa():
+        pytest.skip("rapgpt's native int8 kernel does not build or run here")
+    return Q8Linear
+
+
 @pytest.fixture(scope="module")
 def trained():
     """A tiny character model trained for a couple of seconds on the verses above, and windows of them."""
@@ -60,7 +73,7 @@ def trained():
 
 
 @pytest.mark.parametrize("precision", [torch.float32, torch.bfloat16])
-def test_int8_keeps_perplexity_within_two_percent_of_fp32(trained, precision):
+def test_int8_keeps_perplexity_within_two_percent_of_fp32(trained, precision, int8_kind):
     model, _, idx, targets = trained
     fp32 = perplexity(model, idx, targets)
     int8 = perplexity(prepare_for_inference(copy.deepcopy(model), precision, "int8"), idx, targets)
@@ -72,7 +85,7 @@ def test_int8_keeps_perplexity_within_two_percent_of_fp32(trained, precision):
     (torch.float32, None, 1e-6), (torch.bfloat16, None, 0.06), (torch.float16, None, 0.01),
     (torch.float32, "int8", 0.08), (torch.bfloat16, "int8", 0.08),
 ])
-def test_inference_models_stay_close_to_fp32(trained, precision, quantize, tolerance):
+def test_inference_models_stay_close_to_fp32(trained, precision, quantize, tolerance, int8_kind):
     """The largest logit error, as a fraction of the logits' spread."""
     model, _, idx, _ = trained
     fast = prepare_for_inference(copy.deepcopy(model), precision, quantize)
@@ -81,53 +94,73 @@ def test_inference_models_stay_close_to_fp32(trained, precision, quantize, toler
     assert next(fast.transformer.ln_f.parameters()).dtype == precision
 
 
-def test_int8_replaces_every_linear_with_weight_only_int8(trained):
+def test_int8_replaces_every_linear_with_weight_only_int8(trained, int8_kind):
     model, *_ = trained
     int8 = prepare_for_inference(copy.deepcopy(model), torch.float32, "int8")
     names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
     assert len(names) == 4 * 2 + 1
-    assert all(isinstance(int8.get_submodule(n), Int8Linear) for n in names)
+    assert all(isinstance(int8.get_submodule(n), int8_kind) for n in names)
     assert int8.transformer.h[0].mlp.c_fc.weight.dtype == torch.int8
 
 
-def test_int8_output_head_and_embedding_share_one_quantized_matrix(trained):
+def test_int8_output_head_and_embedding_share_one_quantized_matrix(trained, int8_kind):
     model, *_ = trained
     int8 = prepare_for_inference(copy.deepcopy(model), torch.float32, "int8")
-    assert isinstance(int8.lm_head, Int8Linear) and isinstance(int8.transformer.wte, Int8Embedding)
+    assert isinstance(int8.lm_head, int8_kind) and isinstance(int8.transformer.wte, Int8Embedding)
     assert int8.transformer.wte.weight.data_ptr() == int8.lm_head.weight.data_ptr()
     idx = torch.tensor([[0, 3, 5]])
-    expected = int8.lm_head.weight[idx].float() * int8.lm_head.scale[idx, None].float()
+    head = int8.lm_head
+    scales = head.scale.view(head.out_features, -1).float()  # one per row, or one per block of 32 in a row
+    expected = (head.weight.float().view(*scales.shape, -1) * scales[..., None]).view(head.weight.shape)[idx]
     assert torch.equal(int8.transformer.wte(idx), expected)
 
 
-def test_layers_the_int8_kernel_cannot_take_stay_in_float():
-    """The kernel needs in_features divisible by 16: with n_embd 40, only mlp.c_proj (160 inputs) qualifies."""
+def test_layers_the_int8_kernel_cannot_take_stay_in_float(int8_kind):
+    """The kernels need in_features divisible by 16 (PyTorch's) or 32 (native): with n_embd 40, only mlp.c_proj
+    (160 inputs) qualifies."""
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=1, n_head=4, n_embd=40)).eval()
     int8 = prepare_for_inference(copy.deepcopy(model), torch.float32, "int8")
     block = int8.transformer.h[0]
-    assert isinstance(block.mlp.c_proj, Int8Linear)
-    assert not isinstance(block.attn.c_attn, Int8Linear) and not isinstance(int8.lm_head, Int8Linear)
+    assert isinstance(block.mlp.c_proj, int8_kind)
+    assert isinstance(block.attn.c_attn, torch.nn.Linear) and isinstance(int8.lm_head, torch.nn.Linear)
     idx = torch.randint(0, 50, (2, 9))
     assert torch.allclose(logits_of(int8, idx), logits_of(model, idx), atol=0.05)
 
 
-@pytest.mark.skipif(not can_pack(torch.bfloat16), reason="oneDNN bf16 not available on this CPU")
-def test_bf16_and_fp32_linears_are_prepacked(trained):
+@pytest.fixture(params=["native", "onednn"])
+def float_kind(request, monkeypatch):
+    """Runs a test with fp32 and bf16 layers in the native kernel, and again in oneDNN's packed layout (what a CPU
+    without AVX-512 or the kernel gets); yields the Linear type in use for a dtype."""
+    if request.param == "onednn":
+        monkeypatch.setattr(kernels, "dense_available", lambda dtype: False)
+    elif not kernels.dense_available(torch.bfloat16):
+        pytest.skip("rapgpt's native bf16 kernel does not run here")
+    if not can_pack(torch.bfloat16):
+        pytest.skip("oneDNN bf16 not available on this CPU")
+    return lambda dtype: DenseLinear if kernels.dense_available(dtype) else PackedLinear
+
+
+def test_float_linears_take_the_fastest_kernel(trained, float_kind):
     model, *_ = trained
     for dtype in (torch.float32, torch.bfloat16):
         fast = prepare_for_inference(copy.deepcopy(model), dtype)
-        assert isinstance(fast.transformer.h[1].attn.c_proj, PackedLinear) and isinstance(fast.lm_head, PackedLinear)
+        kind = float_kind(dtype)
+        assert isinstance(fast.transformer.h[1].attn.c_proj, kind) and isinstance(fast.lm_head, kind)
+        reference = logits_of(model, idx := torch.tensor([[1, 4, 2, 7]]))
+        assert (logits_of(fast, idx) - reference).abs().max() <= 0.06 * reference.std()
 
 
-def test_memory_shrinks_with_precision_and_int8(trained):
+def test_memory_shrinks_with_precision_and_int8(trained, float_kind):
     model, *_ = trained
     fp32 = model_nbytes(model)
     assert fp32 == 4 * model.num_params()
-    bf16 = model_nbytes(prepare_for_inference(copy.deepcopy(model), torch.bfloat16))
     int8 = model_nbytes(prepare_for_inference(copy.deepcopy(model), torch.float32, "int8"))
-    head = model.lm_head.weight.numel()  # a prepacked output head is a second copy of the tied embedding
-    assert bf16 == 2 * (model.num_params() + head)
+    for dtype in (torch.float32, torch.bfloat16):
+        # A prepacked output head is a second copy of the tied embedding; the native kernel reads the embedding.
+        head = model.lm_head.weight.numel() if float_kind(dtype) is PackedLinear else 0
+        prepared = model_nbytes(prepare_for_inference(copy.deepcopy(model), dtype))
+        assert prepared == dtype.itemsize * (model.num_params() + head)
     assert int8 < 0.4 * fp32
 
 
@@ -141,7 +174,7 @@ def test_cache_memory_matches_the_formula_and_the_allocated_tensors():
         assert allocated == cache_nbytes(config, batch, dtype)
 
 
-def test_load_for_inference_reads_a_run_and_reports_its_memory(tmp_path, trained, caplog):
+def test_load_for_inference_reads_a_run_and_reports_its_memory(tmp_path, trained, caplog, int8_kind):
     model, tok, idx, _ = trained
     save_run(tmp_path / "run", model, tok)
     with caplog.at_level("INFO", logger="rapgpt"):

@@ -4,6 +4,7 @@ import logging
 import pytest
 import torch
 
+from rapgpt.generate import kernels
 from rapgpt.generate import linear as linear_module
 from rapgpt.generate.inference import prepare_for_inference
 from rapgpt.generate.linear import (
@@ -96,6 +97,8 @@ def test_without_the_private_ops_inference_falls_back_to_plain_pytorch_with_the_
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=40, block_size=16, n_layer=2, n_head=2, n_embd=32)).eval()
     idx = torch.randint(0, 40, (2, 16))
+    monkeypatch.setattr(kernels, "dense_available", lambda dtype: False)  # oneDNN's layers, not the native kernel's
+    monkeypatch.setattr(kernels, "q8_isa", lambda: 0)
     fast = prepare_for_inference(copy.deepcopy(model), dtype, quantize)
     assert quantize or not can_pack(dtype) or isinstance(fast.lm_head, PackedLinear)
     monkeypatch.setattr(linear_module, "private_op", lambda name: None)  # a PyTorch without any of them

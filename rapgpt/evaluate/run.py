@@ -86,10 +86,12 @@ def generate_texts(
     its own seed, and each model gets the same ones."""
     from rapgpt.generate import BatchDecoder, SamplingParams
     from rapgpt.generate.scheme import write
+    from rapgpt.generate.threads import decode_threads, torch_threads
 
     requests = [p for _ in range(num_samples) for p in prompts]
     params = SamplingParams(max_new_tokens=max_new_tokens, seed=seed)
-    completions = write(BatchDecoder(model, tokenizer, max_batch=32), requests, params, writing, speller)
+    with torch_threads(decode_threads()):
+        completions = write(BatchDecoder(model, tokenizer, max_batch=32), requests, params, writing, speller)
     return [[completions[i * len(prompts) + k].text for i in range(num_samples)] for k in range(len(prompts))]
 
 

@@ -22,6 +22,7 @@ from rapgpt.generate.inference import cache_nbytes, format_bytes, load_for_infer
 from rapgpt.generate.lexicon import run_speller
 from rapgpt.generate.params import GenerateConfig, SamplingParams, WritingParams
 from rapgpt.generate.scheme import LineWriter
+from rapgpt.generate.threads import decode_threads
 
 # Samples beyond this many wait for a free slot rather than growing the cache.
 MAX_BATCH = 16
@@ -44,8 +45,7 @@ def generate_command(
     writing = writing or WritingParams()
     num_samples = config.num_samples
     out, err = out or sys.stdout, err or sys.stderr
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
+    torch.set_num_threads(config.threads or decode_threads())
     with _diagnostics_to(err):
         gpt, tokenizer = load_for_inference(model, config.precision, config.quantize, adapter=adapter,
                                               device=config.device)
@@ -56,14 +56,15 @@ def generate_command(
             print(_cache_report(decoder, config.precision), file=err)
         writer = LineWriter(decoder)
         ids = [writer.add(prompt, nth_sample_params(params, i), writing, speller) for i in range(num_samples)]
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         completions = _show(writer, ids, prompt, out)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     for i, c in enumerate(completions):
         print(f"[sample {i + 1}/{num_samples}: {c.completion_tokens} tokens, finished by {c.finish_reason}, "
               f"seed {c.seed}]", file=err)
     total = sum(c.completion_tokens for c in completions)
-    print(f"[{total} tokens in {elapsed:.2f} s: {total / max(elapsed, 1e-9):.1f} tokens/s]", file=err)
+    print(f"[{total} tokens in {elapsed:.3f} s ({cpu:.3f} s of CPU): {total / max(elapsed, 1e-9):.1f} tokens/s]",
+          file=err)
     return completions
 
 

@@ -12,7 +12,17 @@ from torch import nn
 from rapgpt.checkpoint import WEIGHTS, load_run
 from rapgpt.data.tokenizer import Tokenizer
 from rapgpt.errors import ConfigError
-from rapgpt.generate.linear import INT8_BLOCK, Int8Embedding, Int8Linear, PackedLinear, can_pack
+from rapgpt.generate import kernels
+from rapgpt.generate.linear import (
+    INT8_BLOCK,
+    Q8_BLOCK,
+    DenseLinear,
+    Int8Embedding,
+    Int8Linear,
+    PackedLinear,
+    Q8Linear,
+    can_pack,
+)
 from rapgpt.generate.params import InferenceConfig, check_quantize
 from rapgpt.model import GPT, GPTConfig
 from rapgpt.precision import Precision
@@ -51,19 +61,37 @@ def load_for_inference(
 
 def prepare_for_inference(model: GPT, dtype: torch.dtype, quantize: str | None = None) -> GPT:
     """Convert `model` in place to `dtype`, on the CPU with CPU-fast Linear layers; with quantize="int8" (CPU
-    only), every Linear and the tied embedding/output matrix hold int8 weights with per-channel scales."""
+    only), every Linear and the tied embedding/output matrix hold int8 weights: in q8_0 blocks for the native
+    kernel where it runs, with per-channel scales otherwise."""
     model.eval()
     if quantize == "int8":  # quantized from the float32 weights, before the cast rounds them
-        int8 = {n: Int8Linear.from_linear(m, dtype) for n, m in _linears(model) if m.in_features % INT8_BLOCK == 0}
+        int8 = {n: int8_linear(m, dtype) for n, m in _linears(model)}
         model.to(dtype)
-        _swap(model, lambda name, m: int8.get(name, m))
-        if isinstance(model.lm_head, Int8Linear):  # the tied embedding reads the same int8 rows
+        _swap(model, lambda name, m: int8.get(name) or m)
+        if isinstance(model.lm_head, (Int8Linear, Q8Linear)):  # the tied embedding reads the same int8 rows
             model.transformer.wte = Int8Embedding(model.lm_head, dtype)
     else:
         model.to(dtype)
-        if can_pack(dtype) and model.lm_head.weight.device.type == "cpu":
-            _swap(model, lambda name, m: PackedLinear(m))
+        if model.lm_head.weight.device.type == "cpu":
+            _swap(model, lambda name, m: float_linear(m, dtype))
     return model
+
+
+def float_linear(linear: nn.Linear, dtype: torch.dtype) -> nn.Module:
+    """The fastest CPU layer for `linear` in `dtype`: the native kernel (bf16, fp32), else oneDNN's packed weights,
+    else `linear` itself."""
+    if linear.in_features % kernels.DENSE_BLOCK == 0 and kernels.dense_available(dtype):
+        return DenseLinear(linear)
+    return PackedLinear(linear) if can_pack(dtype) else linear
+
+
+def int8_linear(linear: nn.Linear, dtype: torch.dtype) -> Q8Linear | Int8Linear | None:
+    """`linear` with int8 weights: q8_0 blocks run by the native kernel when it runs here and takes this shape and
+    dtype, else per-channel int8 through PyTorch; None when neither takes its shape."""
+    native = dtype in (torch.float32, torch.bfloat16) and linear.in_features % Q8_BLOCK == 0
+    if native and kernels.q8_isa():
+        return Q8Linear.from_linear(linear, dtype, kernels.q8_isa())
+    return Int8Linear.from_linear(linear, dtype) if linear.in_features % INT8_BLOCK == 0 else None
 
 
 def _linears(model: nn.Module) -> list[tuple[str, nn.Linear]]:

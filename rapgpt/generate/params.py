@@ -87,11 +87,12 @@ class InferenceConfig:
         "fp32", "precision of the weights and activations (bf16 halves memory and is faster on most CPUs)",
         choices=INFERENCE_CHOICES)
     quantize: str | None = setting(
-        None, "int8 weights with per-channel scales (a quarter of fp32's memory, activations in --precision)",
+        None, "int8 weights in blocks of 32 with a scale each (per-channel scales where rapgpt's native kernel does "
+              "not build): about a quarter of fp32's memory, activations in --precision",
         choices=QUANTIZATIONS)
     threads: int | None = setting(
-        None, "CPU threads for the model (default: generate: all cores; serve: all but one, left to stream the "
-              "tokens out); on a machine busy with other work, 1 is often faster")
+        None, "CPU threads for the model (default: the physical cores, at most 8, the fastest for decoding one "
+              "sequence; OMP_NUM_THREADS if set); on a machine busy with other work, 1 is often faster")
     device: str = setting("cpu", "where the model runs: cpu, cuda, cuda:N, mps, or auto (CUDA, then MPS, then the "
                                  "CPU)")
 

@@ -19,6 +19,7 @@ import torch
 from rapgpt.checkpoint import read_run_config
 from rapgpt.errors import ConfigError
 from rapgpt.generate.params import InferenceConfig
+from rapgpt.generate.threads import decode_threads
 from rapgpt.serve.config import ServeConfig
 from rapgpt.serve.engine import Engine, ServedModel
 from rapgpt.serve.judge import DB_NAME
@@ -44,13 +45,6 @@ def parse_adapters(specs: Sequence[str]) -> dict[str, Path]:
             raise ConfigError(f"adapter directory not found: {path} (train one with `rapgpt finetune`)")
         adapters[name] = Path(path)
     return adapters
-
-
-def default_threads() -> int:
-    """Model threads: every core but one, which the HTTP event loop needs to stream the tokens out. Threads of a
-    parallel kernel wait for each other at every operation, so one that shares its core with the event loop stalls
-    them all (on 2 cores, 1 model thread decodes far faster than 2)."""
-    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def base_name(run_dir: str | Path) -> str:
@@ -98,7 +92,7 @@ def serve(model: str | Path, adapters: Sequence[str] = (), config: ServeConfig |
     adapter_dirs = parse_adapters(adapters)
     if base_name(model) in adapter_dirs:
         raise ConfigError(f"adapter name {base_name(model)!r} is the base model's name: choose another")
-    torch.set_num_threads(default_threads() if config.threads is None else config.threads)
+    torch.set_num_threads(config.threads or decode_threads())
     host, port = config.host, config.port
     if host not in LOOPBACK and not api_key:
         log.warning("serving on %s without --api-key: anyone who can reach this address can use the model", host)
