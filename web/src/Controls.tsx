@@ -2,15 +2,15 @@
 import type { Limits, SamplingSettings } from "./api";
 import { STOP_CHOICES } from "./settings";
 
-interface Props {
-  value: SamplingSettings;
+// The props of a panel of controls over one settings object of type T.
+export interface ControlsProps<T> {
+  value: T;
   limits: Limits | null; // the server's, once read
-
-  onChange: (value: SamplingSettings) => void;
+  onChange: (value: T) => void;
   disabled: boolean;
 }
 
-export function Controls({ value, limits, onChange, disabled }: Props) {
+export function Controls({ value, limits, onChange, disabled }: ControlsProps<SamplingSettings>) {
   const set = <K extends keyof SamplingSettings>(key: K, v: SamplingSettings[K]) => onChange({ ...value, [key]: v });
   const penalty = limits?.max_penalty;
   const stopIndex = Math.max(0, STOP_CHOICES.findIndex((c) => c.stop.join("\u0000") === value.stop.join("\u0000")));

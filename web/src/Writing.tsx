@@ -1,17 +1,10 @@
 // The rhyme-scheme controls, and lyrics shown with the words that rhyme in a shared colour.
 import { useEffect, useState } from "react";
-import type { Limits } from "./api";
+import type { ControlsProps } from "./Controls";
 import type { RhymeMark, Scheme, Segment, WritingSettings } from "./writing";
 import { RHYME_COLOURS, SCHEMES, fetchRhymes, segments, splitAt } from "./writing";
 
-interface ControlsProps {
-  value: WritingSettings;
-  limits: Limits | null; // the server's, once read
-  onChange: (value: WritingSettings) => void;
-  disabled: boolean;
-}
-
-export function WritingControls({ value, limits, onChange, disabled }: ControlsProps) {
+export function WritingControls({ value, limits, onChange, disabled }: ControlsProps<WritingSettings>) {
   const number = (text: string) => (text === "" ? null : Math.max(1, Math.round(Number(text))));
   return (
     <fieldset className="controls writing" disabled={disabled}>
