@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -6,7 +7,7 @@ import pytest
 from rapgpt.checkpoint import save_run
 from rapgpt.data.dataset import TokenDataset
 from rapgpt.data.tokenizer import CharTokenizer
-from rapgpt.errors import ConfigError, DataError
+from rapgpt.errors import DataError
 from rapgpt.evaluate.text import words
 from rapgpt.generate import SamplingParams, generate
 from rapgpt.generate import lexicon as lexicon_module
@@ -58,11 +59,53 @@ def test_between_words_any_word_start_or_a_number_may_begin():
     assert "z" in allowed_after(speller, tok, "zz")  # a prompt's unknown word is left alone until it ends
 
 
-def test_a_bpe_model_is_refused_with_the_way_out():
-    from rapgpt.data.tokenizer import GPT2Tokenizer
+BPE_TEXT = ("glim brask tovo, glimmer tovo'\nbrask glim 2023 glimbrask tovosaurus, ruun pell-weska\n"
+            "Glim BRASK ruun'd dorn tovo glim\n") * 30
+BPE_WORDS = ["brask", "glim", "glimmer", "pell", "ruun", "ruun'd", "tovo", "tovo'", "weska"]
 
-    with pytest.raises(ConfigError, match="--lexicon off"):
-        Speller(Lexicon(["go"]), GPT2Tokenizer())
+
+def naive_allows(prefix: str, piece: str) -> bool:
+    """Reference: `piece` after `prefix` (whole lexicon words) is allowed when every word it finishes is a lexicon
+    word and the word it leaves open begins one; numbers always are."""
+    text = prefix + piece
+    for match in re.finditer(r"(?:[^\W_]|['’])+", text):
+        word = match.group().lower()
+        if match.end() <= len(prefix) or word.isdigit():
+            continue
+        if match.end() < len(text):
+            if word not in BPE_WORDS:
+                return False
+        elif not any(w.startswith(word) for w in BPE_WORDS):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("prefix", ["", "glim ", "glim", "tovo", "ruun", "brask, ", "glim 20"])
+def test_bpe_tokens_are_allowed_exactly_where_the_words_they_finish_and_start_are_lexicon_words(prefix):
+    from rapgpt.data.lyric_bpe import LyricBPETokenizer
+
+    tokenizer = LyricBPETokenizer.train([BPE_TEXT], vocab_size=300)
+    speller = Speller(Lexicon(BPE_WORDS), tokenizer)
+    mask = speller.mask(speller.start(tokenizer.encode(prefix)))
+    pieces = {i: tokenizer.decode([i]) for i in range(tokenizer.vocab_size) if i != tokenizer.eot_id}
+    assert any(len(p.strip()) > 2 for p in pieces.values())  # whole words and word pieces among the tokens
+    expected = {i for i, p in pieces.items() if naive_allows(prefix, p)}
+    assert {i for i in pieces if mask[i]} == expected
+
+
+def test_an_untrained_bpe_model_writes_only_lexicon_words_with_the_control_on():
+    from rapgpt.data.lyric_bpe import LyricBPETokenizer
+    from rapgpt.model import GPTConfig
+
+    tokenizer = LyricBPETokenizer.train([BPE_TEXT], vocab_size=300)
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=32)).eval()
+    lexicon = Lexicon(BPE_WORDS)
+    params = SamplingParams(max_new_tokens=150, temperature=1.0, top_p=None, seed=5)
+    on, off = (generate(model, tokenizer, [""] * 3, params, speller=speller)
+               for speller in (Speller(lexicon, tokenizer), None))
+    on_words, off_words = ([w for c in cs for w in words(c.text)[:-1] if not w.isdigit()] for cs in (on, off))
+    assert len(on_words) > 30 and all(w in lexicon for w in on_words)
+    assert sum(w not in lexicon for w in off_words) > len(off_words) / 4
 
 
 def tiny_run(tmp_path: Path, steps: int = 0) -> tuple[Path, GPT, CharTokenizer]:

@@ -1,10 +1,10 @@
-"""Real words for character models: a lexicon of the training text's words, and the per-token mask that keeps a
-character model spelling them.
+"""Real words: a lexicon of the training text's words, and the per-token mask that keeps a model writing them.
 
-A character model spells words letter by letter and, small or briefly trained, often misspells them. With the
-lexicon on, while a word is being written only the characters that continue some word of the lexicon are allowed,
-and a word may end (a space, a line break, punctuation, the end of the song) only where a lexicon word ends. The
-lexicon is a trie over the words seen at least `MIN_COUNT` times in the text the model was trained on.
+A character model spells words letter by letter and, small or briefly trained, often misspells them; a BPE model
+glues pieces into words that do not exist ("respap", "actin'cause"), less often. With the lexicon on, while a word
+is being written only the tokens that continue some word of the lexicon are allowed, and a word may end (a space, a
+line break, punctuation, the end of the song) only where a lexicon word ends. The lexicon is a trie over the words
+seen at least `MIN_COUNT` times in the text the model was trained on.
 
 What a word is: letters and apostrophes ("don't", "gettin'", "'cause"), digits too ("50", "2pac"); a hyphen or any
 other character separates words, so "hip-hop" is two lexicon words. A number of digits alone is always allowed.
@@ -15,6 +15,7 @@ and stutters: "D-O-P-E", "O.G."), a censored word ("f**k"), and quotation marks 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -26,7 +27,7 @@ from pathlib import Path
 import torch
 
 from rapgpt.data.tokenizer import CharTokenizer, Tokenizer
-from rapgpt.errors import ConfigError, DataError
+from rapgpt.errors import DataError
 from rapgpt.fileio import atomic_write_json, read_json
 
 log = logging.getLogger(__name__)
@@ -106,25 +107,24 @@ BETWEEN_WORDS: SpellState = (ROOT, True)
 
 
 class Speller:
-    """The lexicon seen through one character tokenizer: the logit mask for a state, and the state after a token.
+    """The lexicon seen through one tokenizer: the logit mask for a state, and the state after a token.
 
-    Masks are built the first time a state needs them and kept, so a step costs a lookup per sequence."""
+    A token is read character by character, so one speller serves character models (a character a token) and BPE
+    models (a token may end one word and start the next: "ing," or " the"). A token is allowed where every word it
+    finishes is a lexicon word and every word it starts or continues can still become one. Masks are built the first
+    time a state needs them and kept, so a step costs a lookup per sequence."""
 
     def __init__(self, lexicon: Lexicon, tokenizer: Tokenizer):
-        if not isinstance(tokenizer, CharTokenizer):
-            raise ConfigError("the lexicon constraint needs a character model: pass --lexicon off for this model")
         self.lexicon = lexicon
         self.vocab_size = tokenizer.vocab_size
-        self.chars = [tokenizer.itos[i] if i != tokenizer.eot_id else "" for i in range(self.vocab_size)]
-        self.word_ids: dict[str, list[int]] = {}  # lower-case character -> the token ids spelling it
-        self.separators, self.digits = [], []
-        for i, c in enumerate(self.chars):
-            if len(c) == 1 and is_word_char(c):
-                self.word_ids.setdefault(c.lower(), []).append(i)
-                if c.isdigit():
-                    self.digits.append(i)
-            elif i != tokenizer.unknown_id:  # the unknown character is never a good choice
-                self.separators.append(i)  # the end of text too: a song ends between words
+        # The end of text is a separator (a song ends between words); a character tokenizer's unknown character is
+        # never a good choice.
+        self.texts = ["\n" if i == tokenizer.eot_id else tokenizer.decode([i]) for i in range(self.vocab_size)]
+        unknown = getattr(tokenizer, "unknown_id", None)
+        self.by_first: dict[str, list[int]] = {}  # lower-case first character -> the tokens that start with it
+        for i, text in enumerate(self.texts):
+            if text and i != unknown:
+                self.by_first.setdefault(text[0].lower(), []).append(i)
         self._masks: dict[SpellState, torch.Tensor | None] = {}
 
     def start(self, tokens: Iterable[int]) -> SpellState:
@@ -135,13 +135,33 @@ class Speller:
         return state
 
     def advance(self, state: SpellState, token: int) -> SpellState:
-        c = self.chars[token]
-        if not (len(c) == 1 and is_word_char(c)):
-            return BETWEEN_WORDS
+        """The state after `token`; a word outside the lexicon (in a prompt) leaves it, as far as that word goes."""
+        for c in self.texts[token]:
+            state = self._step(state, c, strict=False)
+        return state
+
+    def _step(self, state: SpellState, c: str, strict: bool) -> SpellState | None:
+        """The state after character `c`; None when `strict` and the lexicon does not allow `c` here."""
         node, digits = state
-        if node is not None:
-            node = self.lexicon.children[node].get(c.lower())
-        return node, digits and c.isdigit()
+        if not is_word_char(c):
+            can_end = node is None or node == ROOT or digits or self.lexicon.terminal[node]
+            return BETWEEN_WORDS if can_end or not strict else None
+        if node is None and not digits:  # a word the lexicon does not know (from a prompt) goes on as it likes
+            return state
+        nxt = self.lexicon.children[node].get(c.lower()) if node is not None else None
+        still_digits = digits and c.isdigit()
+        if strict and nxt is None and not still_digits:
+            return None
+        return nxt, still_digits
+
+    def allows(self, state: SpellState, token: int) -> bool:
+        """Whether the lexicon allows `token` in `state`."""
+        walked: SpellState | None = state
+        for c in self.texts[token]:
+            walked = self._step(walked, c, strict=True)
+            if walked is None:
+                return False
+        return True
 
     def mask(self, state: SpellState) -> torch.Tensor | None:
         """True for the tokens allowed in `state`; None when anything goes (a word the lexicon does not know)."""
@@ -154,14 +174,22 @@ class Speller:
         if node is None and not digits:
             return None
         allowed = torch.zeros(self.vocab_size, dtype=torch.bool)
-        if node is not None:
-            for c in self.lexicon.children[node]:
-                allowed[self.word_ids.get(c, [])] = True
-        if digits:
-            allowed[self.digits] = True
-        if node == ROOT or digits or (node is not None and self.lexicon.terminal[node]):
-            allowed[self.separators] = True
+        if self._step(state, " ", strict=True) is not None:  # the word so far may end here
+            allowed |= self.after_word_end
+        for first, tokens in self.by_first.items():
+            if is_word_char(first) and self._step(state, first, strict=True) is not None:
+                allowed[[t for t in tokens if self.allows(state, t)]] = True
         return allowed if bool(allowed.any()) else None
+
+    @functools.cached_property
+    def after_word_end(self) -> torch.Tensor:
+        """The tokens that start with a separator and are allowed after it: the same wherever a word may end, so
+        built once (most of a BPE vocabulary starts with a space)."""
+        allowed = torch.zeros(self.vocab_size, dtype=torch.bool)
+        for first, tokens in self.by_first.items():
+            if not is_word_char(first):
+                allowed[[t for t in tokens if self.allows(BETWEEN_WORDS, t)]] = True
+        return allowed
 
 
 def apply_mask(logits: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
@@ -234,13 +262,15 @@ def run_lexicon(run_dir: str | Path, adapter: str | Path | None = None, cache_di
 def run_speller(run_dir: str | Path, tokenizer: Tokenizer, choice: str | None, adapter: str | Path | None = None,
                 cache_dir: str | Path | None = None) -> Speller | None:
     """The speller that `--lexicon choice` asks for: "corpus" builds it (or fails saying why), "off" gives None,
-    and None (the default) builds it for a character model whose training data is at hand, else gives None."""
-    if choice == "off" or (choice is None and not isinstance(tokenizer, CharTokenizer)):
+    and None (the default) builds it where the model's training data is at hand, else gives None (saying so for a
+    character model, which misspells the most without it)."""
+    if choice == "off":
         return None
     try:
         return Speller(run_lexicon(run_dir, adapter, cache_dir), tokenizer)
     except DataError as e:
         if choice == "corpus":
             raise
-        log.warning("notice: writing without the lexicon: %s", e)
+        say = log.warning if isinstance(tokenizer, CharTokenizer) else log.info
+        say("notice: writing without the lexicon: %s", e)
         return None

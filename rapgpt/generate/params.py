@@ -128,15 +128,15 @@ MAX_RHYME_GUIDE = 20.0  # beyond, a line ends at its first rhyme whatever the mo
 
 def lexicon_setting() -> str | None:
     """The `--lexicon` setting, shared by every command that writes (generate, serve, eval)."""
-    return setting(None, "corpus: a character model spells only words of its training text; off "
-                         "(default: corpus for character models)", choices=LEXICONS)
+    return setting(None, "corpus: write only words of the model's training text; off (default: corpus where the "
+                         "training data is at hand)", choices=LEXICONS)
 
 
 @dataclass(frozen=True)
 class WritingParams:
     """How to write beyond sampling token after token: line by line to a rhyme scheme, choosing each line among
-    candidates, and keeping a character model to real words. The defaults are today's free writing; the lexicon
-    is on for character models unless `lexicon="off"`."""
+    candidates, and keeping to real words. The defaults are today's free writing; the lexicon is on wherever the
+    model's training data is at hand, unless `lexicon="off"`."""
 
     scheme: str = setting("free", "write line by line to a rhyme scheme of four-line stanzas, AABB, ABAB, ABCB "
                                   "or AAAA (lines with the same letter rhyme); free: no scheme", choices=SCHEMES)

@@ -44,7 +44,7 @@ class ServedModel:
     model: GPT
     tokenizer: Tokenizer
     parent: str | None = None
-    speller: Speller | None = None  # the lexicon of its training text (character models), used unless turned off
+    speller: Speller | None = None  # the lexicon of its training text, used unless turned off
 
     @property
     def context_length(self) -> int:
@@ -53,8 +53,8 @@ class ServedModel:
     def speller_for(self, writing: WritingParams) -> Speller | None:
         """The lexicon a request writes with. Raises ConfigError when it asks for one the model lacks."""
         if writing.lexicon == "corpus" and self.speller is None:
-            raise ConfigError(f"the model {self.name!r} has no lexicon (a character model whose training data the "
-                              "server found): send lexicon null or \"off\"")
+            raise ConfigError(f"the model {self.name!r} has no lexicon (its training data was not found by the "
+                              "server): send lexicon null or \"off\"")
         return None if writing.lexicon == "off" else self.speller
 
 

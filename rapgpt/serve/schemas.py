@@ -65,7 +65,7 @@ class Usage(BaseModel):
 
 
 class WritingFields(BaseModel):
-    """Writing line by line to a rhyme scheme, and keeping a character model to real words."""
+    """Writing line by line to a rhyme scheme, and keeping to real words."""
 
     scheme: Literal[SCHEMES] = Field(  # type: ignore[valid-type]
         WRITING.scheme, description="rhyme scheme of four-line stanzas; free: no scheme")
@@ -78,7 +78,7 @@ class WritingFields(BaseModel):
     rhyme_guide: float = Field(WRITING.rhyme_guide, ge=0, le=MAX_RHYME_GUIDE,
                                description="how much a rhyme raises the logits of ending a candidate line there")
     lexicon: Literal[LEXICONS] | None = Field(  # type: ignore[valid-type]
-        WRITING.lexicon, description="corpus: only words of the training text (character models); null: the "
+        WRITING.lexicon, description="corpus: only words of the training text; off: any; null: the "
                                      "server's default")
 
     def writing(self) -> WritingParams:
