@@ -8,7 +8,7 @@ from rapgpt.evaluate.text import lyric_lines, words
 from rapgpt.generate import BatchDecoder, SamplingParams
 from rapgpt.generate.decoder import Completion, Event
 from rapgpt.generate.params import WritingParams
-from rapgpt.generate.scheme import LineWriter, RhymeGuide, Verse, line_break_ids, partners, write
+from rapgpt.generate.scheme import LineWriter, RhymeGuide, Verse, partners, write
 from rapgpt.rhyme import rhymes
 from tests.tiny_training import train_char_model
 
@@ -106,12 +106,25 @@ def test_the_rhyme_guide_raises_the_line_break_more_for_a_perfect_rhyme_than_a_s
     from rapgpt.data.tokenizer import CharTokenizer
 
     tokenizer = CharTokenizer.from_texts(["we run the night light ride car\n"])
-    guide = RhymeGuide(line_break_ids(tokenizer), "", [["we", "run", "the", "night"]], strength=2.0)
+    guide = RhymeGuide(tokenizer, "", [["we", "run", "the", "night"]], strength=2.0)
     newline = tokenizer.encode("\n")[0]
     raised = {text: float(guide(text, torch.zeros(tokenizer.vocab_size))[newline])
               for text in ("we light", "we ride", "we night", "we car", "")}
     assert raised == pytest.approx({"we light": 2.0, "we ride": 2.0 * 0.7, "we night": 0.0, "we car": 0.0, "": 0.0})
     assert float(guide("we light", torch.zeros(tokenizer.vocab_size)).abs().sum()) == 2.0  # only the line break
+
+
+def test_for_a_bpe_model_the_guide_also_raises_rhyming_word_tokens_once_the_line_is_half_its_partners_length():
+    from rapgpt.data.lyric_bpe import LyricBPETokenizer
+
+    tokenizer = LyricBPETokenizer.train(["we run the night, light ride car bright\n" * 50], vocab_size=300)
+    word = {w: tokenizer.encode(" " + w) for w in ("light", "ride", "night", "car", "bright")}
+    assert all(len(ids) == 1 for ids in word.values())  # whole words are single tokens here
+    guide = RhymeGuide(tokenizer, "", [["we", "run", "the", "night"]], strength=2.0)
+    early, late = (guide(text, torch.zeros(tokenizer.vocab_size)) for text in ("we", "we run"))
+    assert float(early.abs().sum()) == 0.0  # one word of the partner's four: not yet
+    raised = {w: float(late[ids[0]]) for w, ids in word.items()}
+    assert raised == pytest.approx({"light": 2.0, "ride": 2.0 * 0.7, "night": 0.0, "car": 0.0, "bright": 2.0})
 
 
 def test_the_rhyme_guide_makes_more_candidates_end_on_a_rhyme():

@@ -144,8 +144,8 @@ class WritingParams:
                                       "line); line by line, the token budget is each line's")
     candidates: int | None = setting(None, f"candidate lines sampled together for each line, the best kept "
                                            f"(default: {SCHEME_CANDIDATES} with a scheme, else 1)")
-    rhyme_weight: float = setting(1.0, "what a perfect rhyme is worth against the mean log-probability per token "
-                                       "when choosing a line")
+    rhyme_weight: float = setting(1.0, "what a perfect rhyme is worth against the mean log-probability per "
+                                       "character when choosing a line")
     rhyme_guide: float = setting(3.0, "while a candidate line is written, how much a rhyme with its partner "
                                       "raises the logits of ending the line there (0: lines end on a rhyme only "
                                       "by chance)")

@@ -1,17 +1,17 @@
 """Writing line by line to a rhyme scheme: K candidate lines sampled together, the best one kept.
 
 For each line, K candidates continue the text so far as K sequences of the batched decoder: they share the same
-prefix, which the decoder prefills once and copies into the other slots. Each candidate ends at its line break.
-A candidate's score is the model's own mean log-probability per token plus `rhyme_weight` times how well its end
-rhymes (`rapgpt.rhyme.line_rhyme`) with the earlier lines of its stanza that the scheme gives the same letter;
-the best lyric line is kept (lines without words, or cut short, only when no candidate is better), and the next
-line continues from it. A line is decided once QUORUM of its candidates have ended at a line break: the others,
-the longest ones, are stopped there rather than waited for (a few run-on candidates would otherwise keep the whole
+prefix, which the decoder prefills once and copies into the other slots. Each candidate ends at its line break. A
+candidate's score is the model's own mean log-probability per character plus `rhyme_weight` times how well its end
+rhymes (`rapgpt.rhyme.line_rhyme`) with the earlier lines of its stanza that the scheme gives the same letter; the
+best lyric line is kept (lines without words, or cut short, only when no candidate is better), and the next line
+continues from it. A line is decided once QUORUM of its candidates have ended at a line break: the others, the
+longest ones, are stopped there rather than waited for (a few run-on candidates would otherwise keep the whole
 batch stepping, and sliding its window, long after the line is as good as written). Which candidates end first
 follows from their seeds, so a seeded verse is still written the same each time. While a candidate is written, a
-`RhymeGuide` raises its line break where the line so far rhymes with its partners (`rhyme_guide`), so that more
-candidates end on a rhyme than chance would give. Lines the prompt already holds count for the scheme, so a user
-can write the first line and let the model answer it.
+`RhymeGuide` raises its line break where the line so far rhymes with its partners (`rhyme_guide`), and for a BPE
+model the word tokens that rhyme with them, so that more candidates end on a rhyme than chance would give. Lines
+the prompt already holds count for the scheme, so a user can write the first line and let the model answer it.
 
 `LineWriter` wraps a `BatchDecoder` with the decoder's own interface (`add`, `cancel`, `step`, `has_work`), so
 that the CLI and the server run verses and plain sequences side by side: a verse's events carry its own id
@@ -24,6 +24,7 @@ import functools
 import itertools
 import math
 import random
+import re
 from dataclasses import dataclass, replace
 
 import torch
@@ -36,6 +37,10 @@ from rapgpt.generate.params import SamplingParams, WritingParams
 from rapgpt.rhyme import line_rhyme
 
 LINE_END = "\n"
+# Once a candidate line holds this share of its partner line's words, the guide leans it toward the words that
+# rhyme with its partner, where a token is a whole word (BPE): lines then pair in length as well as in sound.
+LEAN_AFTER = 0.5
+WORD_TOKEN = re.compile(r" [A-Za-z']*[A-Za-z]+[A-Za-z']*")  # " rain", " gettin'": a word and the space before it
 LINE_ROOM = 2  # a line may take up to 1/LINE_ROOM of the context before the decoder has to slide its window
 QUORUM = 0.75  # the share of a line's candidates that must end at a line break before the line is decided
 
@@ -62,23 +67,44 @@ def line_break_ids(tokenizer: Tokenizer) -> torch.Tensor:
     return torch.tensor([i for i in range(tokenizer.vocab_size) if LINE_END in tokenizer.decode([i])])
 
 
-class RhymeGuide:
-    """Leans a candidate line toward ending where it rhymes: the logits of the line-breaking tokens are raised by
-    `strength` times the rhyme score of the line so far with its partners, so a line tends to end on a rhyme
-    (more on a perfect rhyme than on a slant one, never on the partner's own word) instead of only by chance."""
+@functools.lru_cache(maxsize=8)
+def word_tokens(tokenizer: Tokenizer) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The tokens that are a whole word after a space (" rain"), and their words: most common words of a BPE
+    vocabulary; a character model has none."""
+    found = [(i, text[1:].lower()) for i in range(tokenizer.vocab_size)
+             if WORD_TOKEN.fullmatch(text := tokenizer.decode([i]))]
+    return tuple(i for i, _ in found), tuple(w for _, w in found)
 
-    def __init__(self, break_ids: torch.Tensor, partial: str, rhymes_with: list[list[str]], strength: float):
-        self.break_ids = break_ids
+
+class RhymeGuide:
+    """Leans a candidate line toward ending on a rhyme with its partners, by `strength` times the rhyme score: the
+    logits of the line-breaking tokens rise where the line so far rhymes (more on a perfect rhyme than on a slant
+    one, never on the partner's own word), and, once the line holds LEAN_AFTER of its partner's words, so do the
+    logits of the word tokens that rhyme. A character model spells its rhyming word letter by letter, so only the
+    line break leans there; a BPE model writes most words as one token, which can lean as a whole."""
+
+    def __init__(self, tokenizer: Tokenizer, partial: str, rhymes_with: list[list[str]], strength: float):
+        self.break_ids = line_break_ids(tokenizer)
         self.partial = partial
         self.rhymes_with = rhymes_with
         self.strength = strength
+        ids, found = word_tokens(tokenizer)
+        scores = [rhyme_score([w], rhymes_with) for w in found]
+        self.word_ids = torch.tensor([i for i, s in zip(ids, scores, strict=True) if s > 0], dtype=torch.long)
+        self.word_scores = torch.tensor([s for s in scores if s > 0])
+        self.lean_after = max(1, math.ceil(LEAN_AFTER * min(len(p) for p in rhymes_with)))
 
     def __call__(self, text: str, logits: torch.Tensor) -> torch.Tensor:
-        score = rhyme_score(words(self.partial + text), self.rhymes_with)
-        if not score:
+        line = words(self.partial + text)
+        score = rhyme_score(line, self.rhymes_with)
+        lean = len(self.word_ids) > 0 and len(line) >= self.lean_after
+        if not score and not lean:
             return logits
         steered = logits.clone()
-        steered[self.break_ids.to(logits.device)] += self.strength * score
+        if score:
+            steered[self.break_ids.to(logits.device)] += self.strength * score
+        if lean:
+            steered[self.word_ids.to(logits.device)] += self.strength * self.word_scores.to(logits.device)
         return steered
 
 
@@ -86,7 +112,7 @@ class RhymeGuide:
 class Candidate:
     completion: Completion
     words: list[str]  # the words of the whole line (a partial line of the prompt included)
-    score: float  # mean log-probability per token + rhyme_weight x rhyme
+    score: float  # mean log-probability per character + rhyme_weight x rhyme
 
     @property
     def whole_line(self) -> bool:
@@ -133,8 +159,7 @@ class Verse:
         rhymes_with = self._rhymes_with()
         guide = None
         if rhymes_with and self.writing.rhyme_guide:
-            guide = RhymeGuide(line_break_ids(self.decoder.tokenizer), self.partial, rhymes_with,
-                               self.writing.rhyme_guide)
+            guide = RhymeGuide(self.decoder.tokenizer, self.partial, rhymes_with, self.writing.rhyme_guide)
         self.pending = {
             self.decoder.add_tokens(list(context), nth_sample_params(base, self.kept * k + j), self.speller,
                                     guide): None
@@ -174,7 +199,8 @@ class Verse:
             line_words = words(self.partial + c.text)
             if SECTION_TAG.match(self.partial + c.text):
                 line_words = []
-            score = mean_logprob(c) + self.writing.rhyme_weight * rhyme_score(line_words, rhymes_with)
+            score = (logprob_per_char(c, self.decoder.tokenizer)
+                     + self.writing.rhyme_weight * rhyme_score(line_words, rhymes_with))
             scored.append(Candidate(c, line_words, score))
         return max(scored, key=lambda cand: (cand.whole_line, cand.score))
 
@@ -291,6 +317,14 @@ def write(decoder: BatchDecoder, prompts: list[str], params: SamplingParams, wri
     while writer.has_work:
         done.update((e.seq_id, e.completion) for e in writer.step() if e.completion is not None)
     return [done[i] for i in ids]
+
+
+def logprob_per_char(completion: Completion, tokenizer: Tokenizer) -> float:
+    """The model's mean log-probability per character of a completion's tokens, an ending end-of-text token
+    counted as one: a character model's mean per token, and on the same scale for a BPE model, whose tokens hold
+    several characters each (so `rhyme_weight` means the same for both)."""
+    n = len(tokenizer.decode(completion.tokens)) + (completion.finish_reason == "eot")
+    return completion.logprob / n if n else -math.inf
 
 
 def mean_logprob(completion: Completion) -> float:

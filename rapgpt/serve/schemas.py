@@ -74,7 +74,7 @@ class WritingFields(BaseModel):
     candidates: int | None = Field(WRITING.candidates, ge=1, le=LIMITS.candidates,
                                    description="candidate lines sampled for each line (null: 8 with a scheme)")
     rhyme_weight: float = Field(WRITING.rhyme_weight, ge=0, le=10,
-                                description="what a rhyme is worth against the mean log-probability per token")
+                                description="what a rhyme is worth against the mean log-probability per character")
     rhyme_guide: float = Field(WRITING.rhyme_guide, ge=0, le=MAX_RHYME_GUIDE,
                                description="how much a rhyme raises the logits of ending a candidate line there")
     lexicon: Literal[LEXICONS] | None = Field(  # type: ignore[valid-type]
