@@ -176,6 +176,8 @@ def main() -> None:
     ap.add_argument("--timed", type=int, default=2, help="verses written alone to time each row")
     ap.add_argument("--time-lexicon-on-only", action="store_true",
                     help="time only the rows with the lexicon on (the cost comparison is within them)")
+    ap.add_argument("--skip", nargs="+", default=[], choices=["base", "adapter"],
+                    help="leave a model out (to measure the base and the adapter in two processes at once)")
     ap.add_argument("--clock", choices=list(CLOCKS), default="wall",
                     help="time the verses by wall clock or by this process's CPU time (a shared machine)")
     ap.add_argument("--seed", type=int, default=0)
@@ -192,6 +194,8 @@ def main() -> None:
     models = {"base": (args.model, None)}
     if args.adapter:
         models["adapter"] = (args.model, args.adapter)
+    for name in args.skip:
+        models.pop(name, None)
     index = training_index(TokenDataset(run_dataset(args.model)), args.cache_dir)
     print(f"# Rhyme quality: {args.model}{' + ' + str(args.adapter) if args.adapter else ''}\n")
     print(f"{cpu_name()}, {os.cpu_count()} CPUs, {args.threads} thread(s), load average {load:.1f} at the start; "
@@ -208,10 +212,12 @@ def main() -> None:
         fitted = fit_prompts(prompts, tokenizer)
         requests = [fitted[i % len(fitted)] for i in range(args.verses)]
         rows = []
-        configs = [("free", 1)] + [(s, k) for s in args.schemes for k in args.candidates if (s, k) != ("free", 1)]
-        for use_lexicon in (True, False):
-            free_seconds = None
-            for scheme, k in configs:
+        # Row by row in order of cost, each with the lexicon on then off, so that a run cut short has the cheap
+        # comparisons; the table lists the rows with the lexicon on first.
+        configs = [("free", 1)] + [(s, k) for k in args.candidates for s in args.schemes if (s, k) != ("free", 1)]
+        free_seconds: dict[bool, float | None] = {}  # free writing's, K = 1, with the lexicon on and off
+        for scheme, k in configs:
+            for use_lexicon in (True, False):
                 writing = WritingParams(scheme=scheme, lines=args.lines, candidates=k, rhyme_guide=args.rhyme_guide)
                 spell = speller if use_lexicon else None
                 verses = write_verses(model, tokenizer, requests, writing, spell, args.seed)
@@ -220,11 +226,12 @@ def main() -> None:
                                              args.clock) if timed else None)
                 row = measure([v.text for v in verses], scheme if scheme != "free" else None, lexicon, index,
                               [mean_logprob(v) for v in verses], seconds, requests)
-                free_seconds = free_seconds or seconds
-                row["x free"] = seconds / free_seconds if seconds and free_seconds else None
+                free = free_seconds.setdefault(use_lexicon, seconds)
+                row["x free"] = seconds / free if seconds and free else None
                 rows.append(((scheme, str(k), "on" if use_lexicon else "off"), row))
                 print(f"  {name} ({time.perf_counter() - started:.0f} s): {format_table([rows[-1]]).splitlines()[-1]}",
                       flush=True)
+        rows.sort(key=lambda r: r[0][2] == "off")  # stable: each half keeps the order of cost
         rows.append(((f"real songs of {args.real.name} ({len(real)} chunks)", "–", "–"),
                      measure(real, None, lexicon, index, None, None)))
         print(f"\n## {name}\n\n{format_table(rows)}\n", flush=True)
