@@ -55,13 +55,13 @@ def test_an_aabb_verse_rhymes_its_couplets_where_free_writing_does_not(couplet_m
     model, tokenizer = couplet_model
     params = SamplingParams(max_new_tokens=40, temperature=1.0, seed=11)
     decoder = BatchDecoder(model, tokenizer, max_batch=32)
-    rhymed = write(decoder, [""] * 4, params, WritingParams(scheme="AABB", lines=8, candidates=8))
-    free = write(decoder, [""] * 4, params, WritingParams(lines=8))
+    rhymed = write(decoder, [""] * 8, params, WritingParams(scheme="AABB", lines=8, candidates=8))
+    free = write(decoder, [""] * 8, params, WritingParams(lines=8))
     for verse in rhymed:  # with one candidate a line, a free verse may end early where the model ends the song
         assert len(lyric_lines(verse.text)) == 8 and verse.finish_reason == "length"
     # The model ends its lines in a word of a random family: a couplet rhymes by chance about a quarter of the time.
-    rhymed_rate = sum(pair_rate(v.text, "AABB") for v in rhymed) / 4
-    free_rate = sum(pair_rate(v.text, "AABB") for v in free) / 4
+    rhymed_rate = sum(pair_rate(v.text, "AABB") for v in rhymed) / 8
+    free_rate = sum(pair_rate(v.text, "AABB") for v in free) / 8
     assert rhymed_rate >= 0.6 and free_rate <= 0.4
     # The same seed writes the same verse.
     assert write(decoder, [""], params, WritingParams(scheme="AABB", lines=8))[0].text == rhymed[0].text
@@ -214,3 +214,17 @@ def test_stopping_stragglers_keeps_a_seeded_verse_reproducible(couplet_model):
     assert stopped  # some candidates were stopped before their line ended
     assert write(decoder, [""], params, writing)[0].text == first.text
     assert len(lyric_lines(first.text)) == 6
+
+
+def test_verses_of_consecutive_seeds_share_no_candidate(couplet_model):
+    """Several samples of one prompt take seeds s, s + 1, ...: their candidate lines must not overlap, or the
+    samples would open with the same line."""
+    model, tokenizer = couplet_model
+    decoder = BatchDecoder(model, tokenizer, max_batch=16)
+    writing = WritingParams(scheme="AABB", lines=4, candidates=8)
+    seeds = []
+    for seed in (5, 6):
+        Verse(-seed, decoder, "", SamplingParams(seed=seed), writing)
+        seeds.append({seq.seed for seq in decoder.waiting})
+        decoder.waiting.clear()
+    assert len(seeds[0]) == len(seeds[1]) == 8 and not seeds[0] & seeds[1]

@@ -45,6 +45,12 @@ LINE_ROOM = 2  # a line may take up to 1/LINE_ROOM of the context before the dec
 QUORUM = 0.75  # the share of a line's candidates that must end at a line break before the line is decided
 
 
+def candidate_seeds(verse_seed: int) -> int:
+    """The first seed of a verse's candidates (the n-th candidate of the whole verse takes this + n): verse seeds
+    spread far apart, so that verses of consecutive seeds (several samples of one prompt) share no candidates."""
+    return (verse_seed * 0x9E3779B97F4A7C15) % 2**63  # an odd multiplier: distinct seeds stay distinct
+
+
 def partners(scheme: str, index: int) -> list[int]:
     """The earlier lines of line `index`'s stanza that `scheme` makes it rhyme with (none for free writing)."""
     if scheme == "free":
@@ -155,7 +161,7 @@ class Verse:
         if len(context) + room > self.decoder.context_length:
             context = context[-max(1, self.decoder.context_length - room) :]
         k = self.writing.num_candidates
-        base = replace(self.params, seed=self.seed, stop=(LINE_END,))
+        base = replace(self.params, seed=candidate_seeds(self.seed), stop=(LINE_END,))
         rhymes_with = self._rhymes_with()
         guide = None
         if rhymes_with and self.writing.rhyme_guide:
