@@ -1,11 +1,11 @@
 """rapgpt's native CPU decode kernels (decode_linear.cpp: int8, bf16 and fp32 Linear layers; decode_block.cpp: a
 transformer block's whole decoding step around them), compiled on first use for the CPU at hand and cached.
 
-The build runs once per machine: `torch.utils.cpp_extension` compiles the source with -O3 -march=native into the
-torch extensions cache, in a directory named after the CPU and the PyTorch version, and later runs load the
-library from there. Without a compiler, when the build fails, on a CPU without AVX2, or with RAPGPT_KERNELS=0 in
-the environment, `q8_isa()` is 0 (and `dense_available()` False) and callers keep their PyTorch path; the reason
-is said once in the log.
+The build runs once per machine: `torch.utils.cpp_extension` compiles the sources with -O3 -march=native into the
+torch extensions cache, in a directory named after the CPU, the PyTorch version and the sources, and later runs load
+the library from there. Without a compiler, when the build fails, on a CPU without AVX2, or with RAPGPT_KERNELS=0 in
+the environment, `q8_isa()` is 0 (and `dense_available()`, `fused_available()` False) and callers keep their
+PyTorch path; the reason is said once in the log.
 """
 
 from __future__ import annotations
