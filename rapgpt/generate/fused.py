@@ -20,19 +20,17 @@ from rapgpt.model import GPT, Block, KVCache
 
 
 class FusedBlock(Block):
-    """`block` (its very modules and weights, so its state dict is the same) with a one-call decoding step."""
+    """`block` (its very modules and weights, so its state dict is the same) with a one-call decoding step. The
+    weights are gathered once, here: after `prepare_for_inference` they do not change."""
 
     def __init__(self, block: Block):
         nn.Module.__init__(self)  # not Block.__init__: the block's own modules are kept, none are made
         self.ln_1, self.attn, self.ln_2, self.mlp = block.ln_1, block.attn, block.ln_2, block.mlp
         self.train(block.training)
         self.isa = kernels.q8_isa()
-        # The order that decode_block.cpp reads: per LayerNorm its weight and bias, per Linear its weight, scale
-        # (int8 weights only) and bias.
-        norm = [self.ln_1.weight, self.ln_1.bias]
-        linears = [self.attn.c_attn, self.attn.c_proj]
-        mlp = [self.mlp.c_fc, self.mlp.c_proj]
-        self.weights = [*norm, *_linear_weights(linears), self.ln_2.weight, self.ln_2.bias, *_linear_weights(mlp)]
+        # In the order that decode_block.cpp reads them.
+        self.weights = [self.ln_1.weight, self.ln_1.bias, *_linear(self.attn.c_attn), *_linear(self.attn.c_proj),
+                        self.ln_2.weight, self.ln_2.bias, *_linear(self.mlp.c_fc), *_linear(self.mlp.c_proj)]
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, input_pos=None, mask=None) -> torch.Tensor:
         if cache is None or x.size(1) != 1 or self.training or torch.is_grad_enabled():
@@ -41,8 +39,9 @@ class FusedBlock(Block):
                                              self.ln_1.eps, self.isa)
 
 
-def _linear_weights(layers: list[nn.Module]) -> list[torch.Tensor | None]:
-    return [t for layer in layers for t in (layer.weight, getattr(layer, "scale", None), layer.bias)]
+def _linear(layer: DenseLinear | Q8Linear) -> list[torch.Tensor | None]:
+    """A Linear layer for decode_block.cpp: its weight, its scale (int8 weights only), its bias."""
+    return [layer.weight, getattr(layer, "scale", None), layer.bias]
 
 
 def can_fuse(block: Block, dtype: torch.dtype) -> bool:
