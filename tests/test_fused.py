@@ -150,18 +150,48 @@ def test_fused_step_rejects_a_position_outside_the_cache():
         block(x, cache, torch.tensor([[CONFIG.block_size]]), mask)
 
 
-def test_fused_generation_is_greedy_token_for_token_the_unfused_one(monkeypatch, tiny_config):
-    """fp32 on a tiny model: three prompts of different lengths decoded together, past the context (the window
-    slides), against the same weights with the native kernels off."""
-    tok = CharTokenizer(list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ \n.,'!?-01234"))
+TEXT = CharTokenizer(list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ \n.,'!?-01234"))
+PROMPTS = ["to", "the rhythm of", "a long line at the start"]
+
+
+def tiny_model(config: GPTConfig) -> GPT:
+    """Random weights large enough that the next token depends on the context (GPT's own init at this size
+    repeats one token)."""
     torch.manual_seed(0)
-    base = GPT(tiny_config)
-    prompts = ["to", "the rhythm of", "a long line at the start"]
-    params = SamplingParams(temperature=0, max_new_tokens=2 * tiny_config.block_size)
+    model = GPT(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.2)
+    return model
+
+
+def tokens(model: GPT, temperature: float = 0.0) -> list[list[int]]:
+    """Three prompts of different lengths decoded together, past the context (the window slides)."""
+    params = SamplingParams(temperature=temperature, max_new_tokens=2 * model.config.block_size, seed=5)
+    return [c.tokens for c in generate(model, TEXT, PROMPTS, params)]
+
+
+def test_fused_generation_is_token_for_token_the_one_with_kernels_off(monkeypatch, tiny_config):
+    """fp32, greedy and seeded sampling at temperature 1 (whose draws follow every logit, not only the largest),
+    against the same weights with RAPGPT_KERNELS=0's layers."""
+    base = tiny_model(tiny_config)
     fused = prepare_for_inference(copy.deepcopy(base), torch.float32)
     assert isinstance(fused.transformer.h[0], FusedBlock)
-    got = [c.tokens for c in generate(fused, tok, prompts, params)]
+    got = [tokens(fused, temperature) for temperature in (0.0, 1.0)]
     monkeypatch.setattr(kernels, "q8_isa", lambda: 0)
     unfused = prepare_for_inference(copy.deepcopy(base), torch.float32)
     assert not isinstance(unfused.transformer.h[0], FusedBlock)
-    assert got == [c.tokens for c in generate(unfused, tok, prompts, params)]
+    assert got == [tokens(unfused, temperature) for temperature in (0.0, 1.0)]
+    assert len({t for row in got[1] for t in row}) >= 10
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_fused_sampling_draws_the_tokens_of_the_unfused_model_with_the_same_layers(monkeypatch, tiny_config,
+                                                                                  variant):
+    """Seeded sampling at temperature 1, as above, for every kind of weights."""
+    base = tiny_model(tiny_config)
+    dtype, quantize = VARIANTS[variant]
+    got = tokens(prepare_for_inference(copy.deepcopy(base), dtype, quantize), temperature=1.0)
+    monkeypatch.setattr(inference, "fuse_blocks", lambda model, dtype: None)
+    assert got == tokens(prepare_for_inference(copy.deepcopy(base), dtype, quantize), temperature=1.0)
+    assert len({t for row in got for t in row}) >= 10
