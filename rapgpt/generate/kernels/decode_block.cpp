@@ -188,7 +188,8 @@ struct Linear {
 };
 
 Linear linear_at(const Weights& weights, int64_t i, at::ScalarType dtype, int64_t in, int64_t out, int64_t isa) {
-  const std::optional<at::Tensor> weight = entry(weights, i), scale = entry(weights, i + 1), bias = entry(weights, i + 2);
+  const std::optional<at::Tensor> weight = entry(weights, i), scale = entry(weights, i + 1);
+  const std::optional<at::Tensor> bias = entry(weights, i + 2);
   TORCH_CHECK(weight && weight->dim() == 2 && weight->size(0) == out && weight->size(1) == in &&
                   weight->is_contiguous() && in % 32 == 0,
               "decode_block: Linear weights [", out, ", ", in, "] (in a multiple of 32) expected at ", i);
@@ -273,7 +274,8 @@ at::Tensor decode_block(const at::Tensor& x, const Weights& weights, const at::T
   TORCH_CHECK(fused_supported(), "decode_block: this CPU lacks AVX-512");
   const at::ScalarType dtype = x.scalar_type();
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kBFloat16, "decode_block: float32 or bfloat16 input expected");
-  TORCH_CHECK(x.dim() == 3 && x.size(1) == 1 && x.is_contiguous(), "decode_block: a contiguous (B, 1, C) input expected");
+  TORCH_CHECK(x.dim() == 3 && x.size(1) == 1 && x.is_contiguous(),
+              "decode_block: a contiguous (B, 1, C) input expected");
   TORCH_CHECK(weights.size() == WEIGHTS, "decode_block: ", WEIGHTS, " weights expected, got ", weights.size());
   const int64_t rows = x.size(0), c = x.size(2);
   TORCH_CHECK(rows > 0, "decode_block: at least one row expected");
@@ -285,7 +287,8 @@ at::Tensor decode_block(const at::Tensor& x, const Weights& weights, const at::T
                     cache->stride(2) == d && cache->strides() == k_cache.strides(),
                 "decode_block: a KV cache (B, n_head, context, head_dim) of the input's dtype expected");
   }
-  TORCH_CHECK(pos.scalar_type() == at::kLong && pos.numel() == rows, "decode_block: one int64 position per row expected");
+  TORCH_CHECK(pos.scalar_type() == at::kLong && pos.numel() == rows,
+              "decode_block: one int64 position per row expected");
   const at::Tensor where = pos.contiguous();
   std::vector<int64_t> positions(where.data_ptr<int64_t>(), where.data_ptr<int64_t>() + rows);
   for (const int64_t p : positions) {
