@@ -89,7 +89,7 @@ def test_models_the_fused_step_cannot_take_keep_their_blocks(monkeypatch):
 def test_fused_step_matches_a_float64_reference_in_fp32(rows):
     positions = POSITIONS[rows]
     model = inference_model("fp32")
-    block, (cache, _) = model.transformer.h[1], filled_cache(model, len(positions), torch.float32)
+    block, cache = model.transformer.h[1], filled_cache(model, len(positions), torch.float32)[0]
     torch.manual_seed(1)
     x, pos, mask = decode_inputs(positions, torch.float32)
     expected, k, v = float64_block(block, x, cache.k, cache.v, positions)
@@ -112,7 +112,7 @@ def test_fused_step_matches_the_eager_block(variant, rows):
     positions = POSITIONS[rows]
     model = inference_model(variant)
     dtype = model.transformer.ln_f.weight.dtype
-    block, (cache, _) = model.transformer.h[0], filled_cache(model, len(positions), dtype)
+    block, cache = model.transformer.h[0], filled_cache(model, len(positions), dtype)[0]
     eager_cache = copy.deepcopy(cache)
     torch.manual_seed(2)
     x, pos, mask = decode_inputs(positions, dtype)
@@ -130,7 +130,7 @@ def test_fused_step_matches_the_eager_block(variant, rows):
 
 def test_prefill_and_gradients_take_the_eager_path():
     model = inference_model("fp32")
-    block, (cache, _) = model.transformer.h[0], filled_cache(model, 1, torch.float32)
+    block, cache = model.transformer.h[0], filled_cache(model, 1, torch.float32)[0]
     x = torch.randn(1, 5, CONFIG.n_embd)
     pos = torch.arange(5)[None]
     mask = torch.arange(5)[None, None, None, :] <= pos[:, None, :, None]
@@ -144,7 +144,7 @@ def test_prefill_and_gradients_take_the_eager_path():
 
 def test_fused_step_rejects_a_position_outside_the_cache():
     model = inference_model("fp32")
-    block, (cache, _) = model.transformer.h[0], filled_cache(model, 1, torch.float32)
+    block, cache = model.transformer.h[0], filled_cache(model, 1, torch.float32)[0]
     x, _, mask = decode_inputs([3], torch.float32)
     with torch.inference_mode(), pytest.raises(RuntimeError, match="position 64 is outside the context of 64"):
         block(x, cache, torch.tensor([[CONFIG.block_size]]), mask)
