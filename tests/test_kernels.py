@@ -139,10 +139,14 @@ def test_each_cpu_and_pytorch_gets_its_own_build_directory(monkeypatch, tmp_path
     assert kernels.build_directory() != here
 
 
-def test_each_version_of_the_source_gets_its_own_build_directory(monkeypatch, tmp_path):
+@pytest.mark.parametrize("edited", range(len(kernels.SOURCES) + len(kernels.HEADERS)))
+def test_each_version_of_every_source_gets_its_own_build_directory(monkeypatch, tmp_path, edited):
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     here = kernels.build_directory()
-    edited = tmp_path / "decode_linear.cpp"
-    edited.write_bytes(kernels.SOURCE.read_bytes() + b"// an edit\n")
-    monkeypatch.setattr(kernels, "SOURCE", edited)
+    files = [*kernels.SOURCES, *kernels.HEADERS]
+    copy = tmp_path / files[edited].name
+    copy.write_bytes(files[edited].read_bytes() + b"// an edit\n")
+    files[edited] = copy
+    monkeypatch.setattr(kernels, "SOURCES", tuple(files[: len(kernels.SOURCES)]))
+    monkeypatch.setattr(kernels, "HEADERS", tuple(files[len(kernels.SOURCES) :]))
     assert kernels.build_directory() != here

@@ -13,6 +13,7 @@ from rapgpt.checkpoint import WEIGHTS, load_run
 from rapgpt.data.tokenizer import Tokenizer
 from rapgpt.errors import ConfigError
 from rapgpt.generate import kernels
+from rapgpt.generate.fused import fuse_blocks
 from rapgpt.generate.linear import (
     INT8_BLOCK,
     Q8_BLOCK,
@@ -62,7 +63,8 @@ def load_for_inference(
 def prepare_for_inference(model: GPT, dtype: torch.dtype, quantize: str | None = None) -> GPT:
     """Convert `model` in place to `dtype`, on the CPU with CPU-fast Linear layers; with quantize="int8" (CPU
     only), every Linear and the tied embedding/output matrix hold int8 weights: in q8_0 blocks for the native
-    kernel where it runs, with per-channel scales otherwise."""
+    kernel where it runs, with per-channel scales otherwise. Where every block's Linear layers are native-kernel
+    ones, the blocks decode through the fused step (rapgpt.generate.fused)."""
     model.eval()
     if quantize == "int8":  # quantized from the float32 weights, before the cast rounds them
         int8 = {n: int8_linear(m, dtype) for n, m in _linears(model)}
@@ -74,6 +76,7 @@ def prepare_for_inference(model: GPT, dtype: torch.dtype, quantize: str | None =
         model.to(dtype)
         if model.lm_head.weight.device.type == "cpu":
             _swap(model, lambda name, m: float_linear(m, dtype))
+    fuse_blocks(model, dtype)
     return model
 
 

@@ -1,11 +1,11 @@
-"""rapgpt's native CPU decode kernels (decode_linear.cpp: int8, bf16 and fp32 Linear layers), compiled on first use for
-the CPU at hand and cached.
+"""rapgpt's native CPU decode kernels (decode_linear.cpp: int8, bf16 and fp32 Linear layers; decode_block.cpp: a
+transformer block's whole decoding step around them), compiled on first use for the CPU at hand and cached.
 
-The build runs once per machine: `torch.utils.cpp_extension` compiles the source with -O3 -march=native into the
-torch extensions cache, in a directory named after the CPU and the PyTorch version, and later runs load the
-library from there. Without a compiler, when the build fails, on a CPU without AVX2, or with RAPGPT_KERNELS=0 in
-the environment, `q8_isa()` is 0 (and `dense_available()` False) and callers keep their PyTorch path; the reason
-is said once in the log.
+The build runs once per machine: `torch.utils.cpp_extension` compiles the sources with -O3 -march=native into the
+torch extensions cache, in a directory named after the CPU, the PyTorch version and the sources, and later runs load
+the library from there. Without a compiler, when the build fails, on a CPU without AVX2, or with RAPGPT_KERNELS=0 in
+the environment, `q8_isa()` is 0 (and `dense_available()`, `fused_available()` False) and callers keep their
+PyTorch path; the reason is said once in the log.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ import torch
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("decode_linear.cpp")
+HERE = Path(__file__).parent
+SOURCES = (HERE / "decode_linear.cpp", HERE / "decode_block.cpp")
+HEADERS = (HERE / "decode_linear.h",)
 SWITCH = "RAPGPT_KERNELS"  # "0" (or off/false/no): never build nor use the native kernels
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]  # OpenMP: torch's own thread pool, through at::parallel_for
 ISA_NAMES = {1: "AVX2", 2: "AVX512-VNNI"}
@@ -43,7 +45,7 @@ def build_directory() -> Path:
     if cpuinfo.exists():
         lines = cpuinfo.read_text().splitlines()
         cpu += "".join(sorted({line for line in lines if line.startswith(("model name", "flags"))}))
-    source = hashlib.sha256(SOURCE.read_bytes()).hexdigest()
+    source = hashlib.sha256(b"".join(path.read_bytes() for path in (*SOURCES, *HEADERS))).hexdigest()
     key = hashlib.sha256(f"{cpu}|{torch.__version__}|{' '.join(CFLAGS)}|{source}".encode()).hexdigest()[:12]
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions"
     return Path(root) / f"rapgpt_kernels_{key}"
@@ -56,13 +58,13 @@ def _build() -> None:
     where = build_directory()
     where.mkdir(parents=True, exist_ok=True)
     if not (where / "rapgpt_kernels.so").exists():
-        log.info("building rapgpt's int8 decode kernel for this CPU (once per machine, into %s)", where)
+        log.info("building rapgpt's decode kernels for this CPU (once per machine, into %s)", where)
     path = os.environ.get("PATH", "")
     if shutil.which("ninja") is None:  # the `ninja` package installs it beside this Python's scripts
         os.environ["PATH"] = f"{sysconfig.get_path('scripts')}{os.pathsep}{path}"
     try:
-        cpp_extension.load("rapgpt_kernels", [str(SOURCE)], extra_cflags=CFLAGS, extra_ldflags=["-fopenmp"],
-                           build_directory=str(where), is_python_module=False)
+        cpp_extension.load("rapgpt_kernels", [str(path) for path in SOURCES], extra_cflags=CFLAGS,
+                           extra_ldflags=["-fopenmp"], build_directory=str(where), is_python_module=False)
     finally:
         os.environ["PATH"] = path
 
@@ -91,3 +93,8 @@ def q8_isa() -> int:
 def dense_available(dtype: torch.dtype) -> bool:
     """Whether the native kernel for `dtype` weights (bf16: AVX512-BF16; fp32: AVX512F) runs here."""
     return dtype in (torch.float32, torch.bfloat16) and q8_isa() > 0 and bool(torch.ops.rapgpt.dense_supported(dtype))
+
+
+def fused_available() -> bool:
+    """Whether the fused decoding step of a transformer block (AVX-512) runs here."""
+    return q8_isa() > 0 and bool(torch.ops.rapgpt.decode_block_supported())

@@ -11,6 +11,8 @@
 // One build serves several instruction sets: each kernel is compiled for its own target and picked at run time, so
 // that a test can run the narrower one on a machine that has the wider one.
 
+#include "decode_linear.h"
+
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -25,6 +27,7 @@
 #include <cstdint>
 #include <vector>
 
+namespace rapgpt {
 namespace {
 
 constexpr int64_t BLOCK = 32;
@@ -34,6 +37,8 @@ constexpr int64_t BLOCK = 32;
 constexpr int64_t AHEAD = 2;
 constexpr auto HINT = _MM_HINT_T1;
 enum Isa : int64_t { NONE = 0, AVX2 = 1, AVX512_VNNI = 2 };
+
+}  // namespace
 
 int64_t best_isa() {
   __builtin_cpu_init();
@@ -46,6 +51,8 @@ int64_t best_isa() {
   }
   return NONE;
 }
+
+namespace {
 
 // Rounding one block of 32 inputs to int8 against its absolute max: writes the int8 values, their magnitudes and
 // the block's scale, returns the sign bits (bit i: value i is negative). The AVX-512 form does the same float32
@@ -201,9 +208,11 @@ void for_each_output(int64_t rows, int64_t n, const T* bias, T* out, const Dot& 
   });
 }
 
+}  // namespace
+
 template <typename T>
-void run(const T* x, const int8_t* w, const c10::Half* w_scale, const T* bias, T* out, int64_t rows, int64_t n,
-         int64_t k, int64_t isa) {
+void q8_matvec(const T* x, const int8_t* w, const c10::Half* w_scale, const T* bias, T* out, int64_t rows, int64_t n,
+               int64_t k, int64_t isa) {
   const bool wide = isa == AVX512_VNNI;
   const QuantRows xq(x, rows, k, wide);
   const int64_t blocks = k / BLOCK;
@@ -217,6 +226,13 @@ void run(const T* x, const int8_t* w, const c10::Half* w_scale, const T* bias, T
     }
   });
 }
+
+template void q8_matvec(const float*, const int8_t*, const c10::Half*, const float*, float*, int64_t, int64_t,
+                        int64_t, int64_t);
+template void q8_matvec(const c10::BFloat16*, const int8_t*, const c10::Half*, const c10::BFloat16*, c10::BFloat16*,
+                        int64_t, int64_t, int64_t, int64_t);
+
+namespace {
 
 at::Tensor q8_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& scale,
                      const std::optional<at::Tensor>& bias, int64_t isa) {
@@ -238,12 +254,12 @@ at::Tensor q8_linear(const at::Tensor& x, const at::Tensor& weight, const at::Te
   const auto* w = weight.data_ptr<int8_t>();
   const auto* s = scale.data_ptr<c10::Half>();
   if (x.scalar_type() == at::kFloat) {
-    run(x.data_ptr<float>(), w, s, has_bias ? bias->data_ptr<float>() : nullptr, out.data_ptr<float>(), rows, n, k,
-        isa);
+    q8_matvec(x.data_ptr<float>(), w, s, has_bias ? bias->data_ptr<float>() : nullptr, out.data_ptr<float>(), rows, n,
+              k, isa);
   } else {
     using bf16 = c10::BFloat16;
-    run(x.data_ptr<bf16>(), w, s, has_bias ? bias->data_ptr<bf16>() : nullptr, out.data_ptr<bf16>(), rows, n, k,
-        isa);
+    q8_matvec(x.data_ptr<bf16>(), w, s, has_bias ? bias->data_ptr<bf16>() : nullptr, out.data_ptr<bf16>(), rows, n,
+              k, isa);
   }
   return out;
 }
@@ -279,6 +295,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma"))) void dense_d
   for (int i = 0; i < R; ++i) out[i] = _mm512_reduce_add_ps(acc[i]);
 }
 
+}  // namespace
+
 bool dense_supported(at::ScalarType dtype) {
   __builtin_cpu_init();
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
@@ -287,18 +305,26 @@ bool dense_supported(at::ScalarType dtype) {
 }
 
 template <typename T>
+void dense_matvec(const T* x, const T* w, const T* bias, T* out, int64_t rows, int64_t n, int64_t k) {
+  for_each_output(rows, n, bias, out, [&](int64_t j, int64_t count, int64_t r, float* dots) {
+    if (count == ROWS) {
+      dense_dot<ROWS, T>(w + j * k, x + r * k, k, dots);
+      return;
+    }
+    for (int64_t i = 0; i < count; ++i) dense_dot<1, T>(w + (j + i) * k, x + r * k, k, dots + i);
+  });
+}
+
+template void dense_matvec(const float*, const float*, const float*, float*, int64_t, int64_t, int64_t);
+template void dense_matvec(const c10::BFloat16*, const c10::BFloat16*, const c10::BFloat16*, c10::BFloat16*, int64_t,
+                           int64_t, int64_t);
+
+namespace {
+
+template <typename T>
 void dense_run(const at::Tensor& x, const at::Tensor& weight, const at::Tensor* bias, at::Tensor& out) {
-  const int64_t rows = x.size(0), k = x.size(1), n = weight.size(0);
-  const T* xp = x.data_ptr<T>();
-  const T* w = weight.data_ptr<T>();
-  for_each_output(rows, n, bias ? bias->data_ptr<T>() : nullptr, out.data_ptr<T>(),
-                  [&](int64_t j, int64_t count, int64_t r, float* dots) {
-                    if (count == ROWS) {
-                      dense_dot<ROWS, T>(w + j * k, xp + r * k, k, dots);
-                      return;
-                    }
-                    for (int64_t i = 0; i < count; ++i) dense_dot<1, T>(w + (j + i) * k, xp + r * k, k, dots + i);
-                  });
+  dense_matvec(x.data_ptr<T>(), weight.data_ptr<T>(), bias ? bias->data_ptr<T>() : nullptr, out.data_ptr<T>(),
+               x.size(0), weight.size(0), x.size(1));
 }
 
 at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
@@ -322,15 +348,16 @@ at::Tensor dense_linear(const at::Tensor& x, const at::Tensor& weight, const std
 }
 
 }  // namespace
+}  // namespace rapgpt
 
 TORCH_LIBRARY(rapgpt, m) {
   m.def("q8_linear(Tensor x, Tensor weight, Tensor scale, Tensor? bias, int isa) -> Tensor");
-  m.def("q8_best_isa() -> int", &best_isa);
+  m.def("q8_best_isa() -> int", &rapgpt::best_isa);
   m.def("dense_linear(Tensor x, Tensor weight, Tensor? bias) -> Tensor");
-  m.def("dense_supported(ScalarType dtype) -> bool", &dense_supported);
+  m.def("dense_supported(ScalarType dtype) -> bool", &rapgpt::dense_supported);
 }
 
 TORCH_LIBRARY_IMPL(rapgpt, CPU, m) {
-  m.impl("q8_linear", q8_linear);
-  m.impl("dense_linear", dense_linear);
+  m.impl("q8_linear", rapgpt::q8_linear);
+  m.impl("dense_linear", rapgpt::dense_linear);
 }
