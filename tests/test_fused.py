@@ -142,6 +142,20 @@ def test_prefill_and_gradients_take_the_eager_path():
     assert not torch.equal(block(x, copy.deepcopy(cache), pos, mask), fused)  # grad on: PyTorch's ops, not fused
 
 
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_a_batch_larger_than_the_kernel_takes_decodes_op_by_op(variant, monkeypatch):
+    model = inference_model(variant)
+    block = model.transformer.h[0]
+    eager_rows = []
+    eager = Block.forward
+    monkeypatch.setattr(Block, "forward", lambda self, x, *rest: eager_rows.append(x.size(0)) or eager(self, x, *rest))
+    for rows in (block.max_rows, block.max_rows + 1):
+        x, pos, mask = decode_inputs([5] * rows, torch.float32)
+        with torch.inference_mode():
+            block(x, filled_cache(model, rows, torch.float32)[0], pos, mask)
+    assert eager_rows == [block.max_rows + 1]
+
+
 def test_fused_step_rejects_a_position_outside_the_cache():
     model = inference_model("fp32")
     block, cache = model.transformer.h[0], filled_cache(model, 1, torch.float32)[0]

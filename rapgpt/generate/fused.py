@@ -5,7 +5,8 @@ op, their dispatch and Python cost more than their arithmetic (about 2 ms per to
 `FusedBlock` hands the whole step to one C++ call that computes the same, rounded at the same places.
 
 It stands in for a `Block` of a CPU inference model whose Linear layers are all rapgpt's native-kernel layers
-(`DenseLinear`, `Q8Linear`), and takes the decoding step alone: one new token per row with a KV cache, no autograd.
+(`DenseLinear`, `Q8Linear`), and takes the decoding step alone: one new token per row with a KV cache, no autograd,
+and no more rows than its Linear layers give to the kernel (a larger batch multiplies faster through PyTorch).
 Prefill, training and every other call go through the block's own forward, unchanged.
 """
 
@@ -28,12 +29,15 @@ class FusedBlock(Block):
         self.ln_1, self.attn, self.ln_2, self.mlp = block.ln_1, block.attn, block.ln_2, block.mlp
         self.train(block.training)
         self.isa = kernels.q8_isa()
+        # More rows than its Linear layers give to the kernel (a large batch) decode faster op by op.
+        self.max_rows = self.attn.c_attn.max_kernel_rows
         # In the order that decode_block.cpp reads them.
         self.weights = [self.ln_1.weight, self.ln_1.bias, *_linear(self.attn.c_attn), *_linear(self.attn.c_proj),
                         self.ln_2.weight, self.ln_2.bias, *_linear(self.mlp.c_fc), *_linear(self.mlp.c_proj)]
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, input_pos=None, mask=None) -> torch.Tensor:
-        if cache is None or x.size(1) != 1 or self.training or torch.is_grad_enabled():
+        if (cache is None or x.size(1) != 1 or x.size(0) > self.max_rows or self.training
+                or torch.is_grad_enabled()):
             return super().forward(x, cache, input_pos, mask)
         return torch.ops.rapgpt.decode_block(x, self.weights, cache.k, cache.v, input_pos, self.attn.n_head,
                                              self.ln_1.eps, self.isa)

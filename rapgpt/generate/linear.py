@@ -156,6 +156,8 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torc
 class Q8Linear(nn.Module):
     """Int8 Linear in q8_0 blocks, run by the native kernel (`isa`: its instruction set) for decoding."""
 
+    max_kernel_rows = KERNEL_MAX_ROWS  # more rows go through the dequantized weights
+
     def __init__(self, weight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, isa: int):
         super().__init__()
         self.out_features, self.in_features = weight.shape
@@ -173,7 +175,7 @@ class Q8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
-        if rows.shape[0] > KERNEL_MAX_ROWS:
+        if rows.shape[0] > self.max_kernel_rows:
             y = F.linear(rows, dequantize(self.weight, self.scale, x.dtype), self.bias)
         else:
             y = torch.ops.rapgpt.q8_linear(rows.contiguous(), self.weight, self.scale, self.bias, self.isa)
@@ -184,6 +186,8 @@ class DenseLinear(nn.Module):
     """`nn.Linear` in bf16 or fp32 whose decoding rows go through the native kernel, prefill through `F.linear`. A
     tied output head keeps sharing its matrix with the embedding."""
 
+    max_kernel_rows = DENSE_MAX_ROWS  # more rows go through F.linear
+
     def __init__(self, linear: nn.Linear):
         super().__init__()
         self.in_features, self.out_features = linear.in_features, linear.out_features
@@ -192,7 +196,7 @@ class DenseLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
-        if rows.shape[0] > DENSE_MAX_ROWS:
+        if rows.shape[0] > self.max_kernel_rows:
             return F.linear(x, self.weight, self.bias)
         y = torch.ops.rapgpt.dense_linear(rows.contiguous(), self.weight, self.bias)
         return y.view(*x.shape[:-1], self.out_features)
