@@ -92,9 +92,12 @@ def _free_port() -> int:
 
 
 def _start(args: list[str]) -> subprocess.Popen:
+    """`rapgpt serve` as a user starts it from a terminal: Ctrl-C (SIGINT) not ignored, even when these tests run
+    as a background job, whose children inherit an ignored SIGINT from the shell."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "rapgpt", "serve", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 @pytest.mark.slow
