@@ -1,4 +1,4 @@
-"""Load on `rapgpt serve`: 1, 8 and 32 concurrent streaming clients against the char-10m model, on loopback.
+"""Load on `rapgpt serve`: 1, 8 and 32 concurrent streaming clients against a char-10m model, on loopback.
 
 The server runs as its own process (`python -m rapgpt serve`, as a user starts it), so its peak memory is its
 own. Each client streams `POST /api/generate` requests back to back, then finishes the request it is in; every
@@ -6,11 +6,15 @@ level is bounded in time and in requests. The peer of each level is the single c
 continuous batching should multiply the aggregate tokens/s as clients are added. The levels take turns in short
 rounds (1, 8, 32, 1, 8, 32, ...), so that on a shared machine a change in its load falls on all of them alike.
 
-Time to first token (TTFT) is from sending a request to its first text event; inter-token latency (ITL) is the
-gap between consecutive text events of one request. Unless `--run` names a trained run, the model is a randomly
-initialised char-10m whose end-of-text token is made unlikely, so that every request writes its whole budget.
+Time to first token (TTFT) is from sending a request to its first text event; inter-token latency (ITL) is the gap
+between consecutive text events of one request. The decoding speed of one client's requests (from each one's first
+token to its last) is compared with the library's on the same run, measured in this process between rounds while
+the server idles: serving should cost the stream little. Unless `--run` names a trained run, the model is a
+randomly initialised one of `--preset` (char-10m by default) whose end-of-text token is made unlikely, so that
+every request writes its whole budget.
 
     python -m benchmarks.serve_load [--clients 1 8 32] [--duration 10] [--max-new-tokens 64]   (from the root)
+    python -m benchmarks.serve_load --preset gpt2 --clients 1 --threads 1   # serving against the library
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import httpx
 import torch
 
 from rapgpt.checkpoint import save_run
-from rapgpt.data.tokenizer import CharTokenizer
+from rapgpt.data.tokenizer import CharTokenizer, GPT2Tokenizer
 from rapgpt.generate.threads import decode_threads
 from rapgpt.model import GPT, preset_config
 
@@ -41,11 +45,15 @@ PROMPTS = ["the city lights ", "late night ", "i came up ", "rhymes on the ", "\
 MAX_REQUESTS_PER_CLIENT = 200
 
 
-def write_char_10m(run_dir: Path) -> Path:
-    """A random char-10m over printable ASCII whose end-of-text logit sits far below the others."""
-    tokenizer = CharTokenizer(sorted(set(string.printable) - {"\x0b", "\x0c", "\r"}))
+def write_random_run(preset: str, run_dir: Path) -> Path:
+    """A random model of `preset` (GPT-2's tokenizer for the gpt2 presets, else characters of printable ASCII)
+    whose end-of-text logit sits far below the others."""
+    if preset.startswith("gpt2"):
+        tokenizer = GPT2Tokenizer()
+    else:
+        tokenizer = CharTokenizer(sorted(set(string.printable) - {"\x0b", "\x0c", "\r"}))
     torch.manual_seed(0)
-    model = GPT(preset_config("char-10m", tokenizer.vocab_size, dropout=0.0))
+    model = GPT(preset_config(preset, tokenizer.vocab_size, dropout=0.0))
     with torch.no_grad():
         bias = torch.randn(model.config.n_embd)
         bias *= 10 / bias.norm()
@@ -63,16 +71,22 @@ class Level:
     requests: int = 0
     errors: int = 0
     seconds: float = 0.0
+    decode_tokens: int = 0  # tokens after each request's first, and the seconds they took (its decoding speed)
+    decode_seconds: float = 0.0
 
     @property
     def tokens_per_second(self) -> float:
         return self.tokens / self.seconds if self.seconds else 0.0
 
+    @property
+    def decode_tokens_per_second(self) -> float:
+        return self.decode_tokens / self.decode_seconds if self.decode_seconds else 0.0
+
 
 async def one_request(http: httpx.AsyncClient, url: str, prompt: str, max_new_tokens: int, level: Level) -> None:
     body = {"prompt": prompt, "max_new_tokens": max_new_tokens, "stream": True}
     start = time.perf_counter()
-    last = None
+    first = last = None
     event = None
     try:
         async with http.stream("POST", f"{url}/api/generate", json=body) as r:
@@ -88,12 +102,17 @@ async def one_request(http: httpx.AsyncClient, url: str, prompt: str, max_new_to
                     if event == "text":
                         if last is None:
                             level.ttft.append(now - start)
+                            first = now
                         else:
                             level.itl.append(now - last)
                         last = now
                     elif event == "done":
-                        level.tokens += json.loads(line[6:])["usage"]["completion_tokens"]
+                        tokens = json.loads(line[6:])["usage"]["completion_tokens"]
+                        level.tokens += tokens
                         level.requests += 1
+                        if first is not None and last > first:
+                            level.decode_tokens += tokens - 1
+                            level.decode_seconds += last - first
                         return
                     else:
                         level.errors += 1
@@ -118,6 +137,24 @@ async def run_level(url: str, level: Level, duration: float, max_new_tokens: int
 
         await asyncio.gather(*(client(i) for i in range(clients)))
         level.seconds += time.perf_counter() - start
+
+
+def library_decode(run: Path, args: argparse.Namespace, level: Level, requests: int) -> None:
+    """The peer of one client: the same run decoded in this process by rapgpt's library (one sequence at a time,
+    the server's precision and threads), timed from each sequence's first token to its last, as the server's."""
+    from rapgpt.generate import BatchDecoder, SamplingParams, load_for_inference
+
+    torch.set_num_threads(args.threads)
+    model, tokenizer = load_for_inference(run, precision=args.precision)
+    decoder = BatchDecoder(model, tokenizer, max_batch=1)
+    for n in range(requests):
+        decoder.add(PROMPTS[n % len(PROMPTS)], SamplingParams(max_new_tokens=args.max_new_tokens))
+        times = []
+        while decoder.has_work:
+            decoder.step()
+            times.append(time.perf_counter())
+        level.decode_tokens += len(times) - 1
+        level.decode_seconds += times[-1] - times[0]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -164,7 +201,8 @@ def start_server(run: Path, port: int, args: argparse.Namespace) -> subprocess.P
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, default=None, help="serve this run instead of a random char-10m")
+    parser.add_argument("--run", type=Path, default=None, help="serve this run instead of a random model")
+    parser.add_argument("--preset", default="char-10m", help="the random model's preset (gpt2: GPT-2 124M)")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32], help="concurrency levels")
     parser.add_argument("--duration", type=float, default=12.0, help="seconds of requests per level, all rounds")
     parser.add_argument("--rounds", type=int, default=3, help="turns each level takes")
@@ -176,16 +214,18 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        run = args.run or write_char_10m(Path(tmp) / "char-10m")
+        run = args.run or write_random_run(args.preset, Path(tmp) / args.preset)
         port = free_port()
         server = start_server(run, port, args)
         url = f"http://127.0.0.1:{port}"
         try:
             asyncio.run(run_level(url, Level(2), 1.0, 8))  # warm-up: first-call costs stay out of the measurements
             levels = [Level(c) for c in args.clients]
+            library = Level(1)
             for _ in range(args.rounds):
                 for level in levels:
                     asyncio.run(run_level(url, level, args.duration / args.rounds, args.max_new_tokens))
+                library_decode(run, args, library, len(PROMPTS))  # while the server idles
             memory = peak_memory_mib(server.pid)
         finally:
             server.terminate()
@@ -204,6 +244,12 @@ def main() -> None:
         print(f"{lv.clients:>7} {lv.requests:>8} {lv.errors:>6} {ms[0]:>7.0f}ms {ms[1]:>7.0f}ms {ms[2]:>6.1f}ms "
               f"{ms[3]:>6.1f}ms {lv.tokens_per_second:>9.0f} {lv.tokens_per_second / base:>6.1f}x")
     print(f"server peak memory (VmHWM): {memory:.0f} MiB")
+    if 1 in (lv.clients for lv in levels):
+        one = next(lv for lv in levels if lv.clients == 1)
+        ratio = one.decode_tokens_per_second / library.decode_tokens_per_second
+        print(f"decoding one request: server {one.decode_tokens_per_second:.1f} tokens/s (streamed over HTTP), "
+              f"library {library.decode_tokens_per_second:.1f} tokens/s in the same run: {ratio:.2f}x "
+              f"(within 5%: {'met' if ratio >= 0.95 else 'MISSED'})")
     by_clients = {lv.clients: lv for lv in levels}
     if 1 in by_clients and 32 in by_clients:
         ratio = by_clients[32].tokens_per_second / by_clients[1].tokens_per_second
