@@ -43,3 +43,17 @@ def test_tokenizers_rebuild_from_json():
         assert again == tok and again.encode("yo flow") == tok.encode("yo flow")
     with pytest.raises(TokenizerError, match="unknown tokenizer kind"):
         tokenizer_from_json({"kind": "wordpiece"})
+
+
+def test_token_texts_are_each_ids_own_decoding():
+    for tok in (CharTokenizer.from_texts(["yo\nflow"]), GPT2Tokenizer()):
+        texts = tok.token_texts
+        assert len(texts) == tok.vocab_size
+        for i in (0, 1, tok.eot_id, tok.vocab_size // 2, tok.vocab_size - 1):
+            assert texts[i] == tok.decode([i])
+
+
+def test_tokenizers_of_different_vocabularies_differ_and_hash_apart():
+    a, b = CharTokenizer.from_texts(["yo\nflow"]), CharTokenizer.from_texts(["yo\nglow"])
+    assert a != b and a == CharTokenizer.from_texts(["flow\nyo"])
+    assert len({a, b, CharTokenizer.from_texts(["flow\nyo"])}) == 2

@@ -49,11 +49,21 @@ class Tokenizer(ABC):
     def to_json(self) -> dict[str, Any]:
         """A JSON-able description from which `tokenizer_from_json` rebuilds an identical tokenizer."""
 
+    @functools.cached_property
+    def token_texts(self) -> tuple[str, ...]:
+        """Each id's text on its own (the end of text as `EOT_TEXT`), decoded once: the writing controls look
+        through the whole vocabulary."""
+        return tuple(self.decode([i]) for i in range(self.vocab_size))
+
+    @functools.cached_property
+    def _identity(self) -> str:
+        return repr(self.to_json())  # a lyric BPE's JSON holds its whole vocabulary: built once, not per comparison
+
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Tokenizer) and self.to_json() == other.to_json()
+        return isinstance(other, Tokenizer) and self._identity == other._identity
 
     def __hash__(self) -> int:
-        return hash(repr(self.to_json()))
+        return hash(self._identity)
 
 
 class CharTokenizer(Tokenizer):

@@ -119,7 +119,7 @@ class Speller:
         self.vocab_size = tokenizer.vocab_size
         # The end of text is a separator (a song ends between words); a character tokenizer's unknown character is
         # never a good choice.
-        self.texts = ["\n" if i == tokenizer.eot_id else tokenizer.decode([i]) for i in range(self.vocab_size)]
+        self.texts = ["\n" if i == tokenizer.eot_id else text for i, text in enumerate(tokenizer.token_texts)]
         unknown = getattr(tokenizer, "unknown_id", None)
         self.by_first: dict[str, list[int]] = {}  # lower-case first character -> the tokens that start with it
         for i, text in enumerate(self.texts):

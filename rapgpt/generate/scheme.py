@@ -70,15 +70,14 @@ def rhyme_score(line_words: list[str], rhymes_with: list[list[str]]) -> float:
 @functools.lru_cache(maxsize=8)
 def line_break_ids(tokenizer: Tokenizer) -> torch.Tensor:
     """The tokens whose text breaks a line."""
-    return torch.tensor([i for i in range(tokenizer.vocab_size) if LINE_END in tokenizer.decode([i])])
+    return torch.tensor([i for i, text in enumerate(tokenizer.token_texts) if LINE_END in text])
 
 
 @functools.lru_cache(maxsize=8)
 def word_tokens(tokenizer: Tokenizer) -> tuple[tuple[int, ...], tuple[str, ...]]:
     """The tokens that are a whole word after a space (" rain"), and their words: most common words of a BPE
     vocabulary; a character model has none."""
-    found = [(i, text[1:].lower()) for i in range(tokenizer.vocab_size)
-             if WORD_TOKEN.fullmatch(text := tokenizer.decode([i]))]
+    found = [(i, text[1:].lower()) for i, text in enumerate(tokenizer.token_texts) if WORD_TOKEN.fullmatch(text)]
     return tuple(i for i, _ in found), tuple(w for _, w in found)
 
 
