@@ -126,6 +126,24 @@ def test_tied_head_uses_the_adapted_embedding_matrix(tiny_model):
     assert torch.allclose(wte(idx).double(), adapted[idx], atol=1e-6)
 
 
+@pytest.mark.parametrize("config", [LoRAConfig(dropout=0.0), WITH_WTE], ids=["projections", "with-wte"])
+def test_training_loss_is_the_cross_entropy_of_the_adapted_logits(tiny_model, config):
+    """The loss that training minimises (forward with targets) is taken against the same adapted head as the
+    logits that generation and evaluation read; with wte adapted, the head's update is trained too."""
+    apply_lora(tiny_model, config)
+    randomize_lora(tiny_model, std=0.2)
+    idx, targets = torch.randint(0, 67, (2, 13)), torch.randint(0, 67, (2, 13))
+    logits, _ = tiny_model(idx)
+    _, loss = tiny_model(idx, targets, return_logits=False)  # as the training loop asks for it
+    expected = nn.functional.cross_entropy(logits.flatten(0, 1).double(), targets.flatten())
+    assert abs(loss.item() - expected.item()) < 1e-4
+    loss.backward()
+    wte = tiny_model.transformer.wte
+    if isinstance(wte, LoRAEmbedding):  # the head's gradient reaches every row of A, not only the rows of `idx`
+        unseen = sorted(set(range(67)) - set(idx.flatten().tolist()))
+        assert wte.lora_A.grad[:, unseen].abs().sum() > 0
+
+
 def test_layer_merge_then_unmerge_restores_the_base_weight():
     torch.manual_seed(0)
     base = nn.Linear(16, 12)

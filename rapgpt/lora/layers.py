@@ -108,8 +108,10 @@ class TiedLoRAHead(nn.Module):
 
     @property
     def weight(self) -> torch.Tensor:
-        """The shared base matrix (what the plain head's `weight` is), for code that reads its dtype and device."""
-        return self.embedding.base.weight
+        """The matrix the logits are taken against: wte's plus its update until merged. The training loss reads
+        it (GPT.forward with targets), so the update is trained on the output side as on the input side."""
+        embedding = self.embedding
+        return embedding.base.weight if embedding.merged else embedding.base.weight + embedding.delta_weight()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embedding.logits(x)
