@@ -38,8 +38,8 @@ from rapgpt.training.finetune import finetune
 from rapgpt.training.loop import fit
 from rapgpt.training.runtime import setup_runtime, teardown
 
-# A full fine-tune's defaults: a learning rate well below pretraining's, the short warmup of fine-tuning.
-FULL_FLAGS = "--lr 3e-4 --warmup-steps 20 --weight-decay 0"
+# A full fine-tune's defaults: AdamW at a learning rate well below pretraining's, the short warmup of fine-tuning.
+FULL_FLAGS = "--optimizer adamw --lr 3e-4 --warmup-steps 20 --weight-decay 0"
 # Evaluated once at the start on one batch: the budget goes to training, the table's scores are computed after.
 QUIET = {"eval_interval": 1_000_000, "eval_batches": 1}
 

@@ -23,7 +23,7 @@ both; repeat the run to see the spread.
 
     python -m benchmarks.speedrun --data data/rap --minutes 20                     # the full speedrun
     python -m benchmarks.speedrun --data data/rap --minutes 3 --fraction 0.5 --fraction 1
-    python -m benchmarks.speedrun --data data/rap --minutes 3 --variant adamw= --variant muon="--optimizer muon"
+    python -m benchmarks.speedrun --data data/rap --minutes 3 --variant muon= --variant adamw="--optimizer adamw"
     python -m benchmarks.speedrun --data data/rap --steps 200 --fraction 1    # equal steps, on a busy machine
 
 On a machine busy with other work, `--steps N` budgets steps instead of minutes (nanoGPT gets N, rapgpt each

@@ -75,7 +75,7 @@ def stepper(name: str, config: GPTConfig, precision: str, batch: int, seq: int) 
     model = GPT(config).train()
     if name == "rapgpt --compile":
         compile_blocks(model)
-    optimizer = make_optimizer(model, TrainConfig(lr=1e-4), runtime.device)
+    optimizer = make_optimizer(model, TrainConfig(lr=1e-4, optimizer="adamw"), runtime.device)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     batches = [(tokens[:, :seq], tokens[:, 1:])]
     return lambda: train_step(model, optimizer, batches, runtime, 1.0, scaler)

@@ -30,7 +30,8 @@ class TrainConfig:
     )
     weight_decay: float = setting(0.1, "AdamW weight decay, applied to weight matrices only")
     optimizer: str = setting(
-        "adamw", "adamw, or muon: Muon for the matrices inside the blocks, AdamW for the rest", choices=OPTIMIZERS
+        "muon", "muon: Muon for the matrices inside the blocks, AdamW for the rest; or adamw for all",
+        choices=OPTIMIZERS,
     )
     muon_lr: float = setting(0.02, "Muon's peak learning rate (--optimizer muon), on the same schedule as --lr")
     beta1: float = setting(0.9, "AdamW beta1")
@@ -166,6 +167,8 @@ class FinetuneConfig(TrainConfig, LoRAConfig):
     lr: float = setting(1e-3, "peak learning rate, reached after the warmup")
     warmup_steps: int = setting(20, "steps of linear warmup from 0 to --lr")
     weight_decay: float = setting(0.0, "AdamW weight decay, applied to weight matrices only")
+    optimizer: str = setting("adamw", "adamw: an adapter's low-rank matrices are not what Muon is for",
+                             choices=("adamw",))
     eval_interval: int = setting(50, "evaluate, log and checkpoint every N steps")
 
     def __post_init__(self) -> None:

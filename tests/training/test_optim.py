@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rapgpt.model import GPT
-from rapgpt.training.config import TrainConfig
+from rapgpt.training.config import FinetuneConfig, TrainConfig
 from rapgpt.training.optim import lr_at, make_optimizer, param_groups, set_lr
 
 
@@ -41,8 +41,13 @@ def test_weight_decay_applies_to_matrices_only_and_frozen_parameters_are_left_ou
 
 
 def test_optimizer_uses_the_fused_kernel_on_cpu(tiny_model):
-    optimizer = make_optimizer(tiny_model, TrainConfig(), torch.device("cpu"))
+    optimizer = make_optimizer(tiny_model, TrainConfig(optimizer="adamw"), torch.device("cpu"))
     assert optimizer.defaults["fused"] is True
+    assert make_optimizer(tiny_model, TrainConfig(), torch.device("cpu")).adamw.defaults["fused"] is True  # Muon's
+
+
+def test_pretraining_defaults_to_muon_and_fine_tuning_to_adamw():
+    assert TrainConfig().optimizer == "muon" and FinetuneConfig().optimizer == "adamw"
 
 
 def test_model_without_trainable_parameters_is_refused(tiny_config):
