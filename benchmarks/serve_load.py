@@ -12,8 +12,10 @@ token to its last) is compared with the library's on the same run, measured in t
 the server idles: serving should cost the stream little. It is given twice: by the server's own clock (the
 `timings` of each answer: streaming, detokenizing and the event loop included, this client's parsing left out but
 for the core it takes) and as this client received the events; on two cores the client's own work shows in the
-second. Unless `--run` names a trained run, the model is a randomly initialised one of `--preset` (char-10m by
-default) whose end-of-text token is made unlikely, so that every request writes its whole budget.
+second. The clients speak HTTP/1.0 over asyncio's streams and read the events line by line, so that measuring
+takes as little of the machine as it can. Unless `--run` names a trained run, the model is a randomly initialised
+one of `--preset` (char-10m by default) whose end-of-text token is made unlikely, so that every request writes its
+whole budget.
 
     python -m benchmarks.serve_load [--clients 1 8 32] [--duration 10] [--max-new-tokens 64]   (from the root)
     python -m benchmarks.serve_load --preset gpt2 --clients 1 --threads 1   # serving against the library
@@ -45,6 +47,7 @@ from rapgpt.model import GPT, preset_config
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["the city lights ", "late night ", "i came up ", "rhymes on the ", "\n", "money talk ", "yeah "]
 MAX_REQUESTS_PER_CLIENT = 200
+REQUEST_TIMEOUT = 120.0  # seconds a client waits for the next line of an answer
 
 
 def write_random_run(preset: str, run_dir: Path) -> Path:
@@ -90,62 +93,77 @@ class Level:
         return self.decode_tokens / self.server_decode_seconds if self.server_decode_seconds else 0.0
 
 
-async def one_request(http: httpx.AsyncClient, url: str, prompt: str, max_new_tokens: int, level: Level) -> None:
+async def open_stream(port: int, body: dict) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """POST `body` to /api/generate as HTTP/1.0, whose answer is the bare event stream up to the connection's end:
+    reading it takes the client little CPU, which on a small machine the server's threads would miss."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    payload = json.dumps(body).encode()
+    writer.write(b"POST /api/generate HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (len(payload), payload))
+    status = await reader.readline()
+    while (await reader.readline()).strip():  # the headers
+        pass
+    return reader, writer, status
+
+
+async def one_request(port: int, prompt: str, max_new_tokens: int, level: Level) -> None:
     body = {"prompt": prompt, "max_new_tokens": max_new_tokens, "stream": True}
     start = time.perf_counter()
     first = last = None
     event = None
+    writer = None
     try:
-        async with http.stream("POST", f"{url}/api/generate", json=body) as r:
-            if r.status_code != 200:
-                level.errors += 1
-                await r.aread()
-                return
-            async for line in r.aiter_lines():
-                if line.startswith("event: "):
-                    event = line[7:]
-                elif line.startswith("data: "):
-                    now = time.perf_counter()
-                    if event == "text":
-                        if last is None:
-                            level.ttft.append(now - start)
-                            first = now
-                        else:
-                            level.itl.append(now - last)
-                        last = now
-                    elif event == "done":
-                        done = json.loads(line[6:])
-                        tokens, timings = done["usage"]["completion_tokens"], done["timings"]
-                        level.tokens += tokens
-                        level.requests += 1
-                        if first is not None and last > first:
-                            level.decode_tokens += tokens - 1
-                            level.decode_seconds += last - first
-                            level.server_decode_seconds += timings["total"] - timings["first_token"]
-                        return
+        reader, writer, status = await open_stream(port, body)
+        if status.split()[1:2] != [b"200"]:
+            level.errors += 1
+            return
+        while raw := await asyncio.wait_for(reader.readline(), REQUEST_TIMEOUT):
+            line = raw.decode().rstrip("\r\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                now = time.perf_counter()
+                if event == "text":
+                    if last is None:
+                        level.ttft.append(now - start)
+                        first = now
                     else:
-                        level.errors += 1
-                        return
+                        level.itl.append(now - last)
+                    last = now
+                elif event == "done":
+                    done = json.loads(line[6:])
+                    tokens, timings = done["usage"]["completion_tokens"], done["timings"]
+                    level.tokens += tokens
+                    level.requests += 1
+                    if first is not None and last > first:
+                        level.decode_tokens += tokens - 1
+                        level.decode_seconds += last - first
+                        level.server_decode_seconds += timings["total"] - timings["first_token"]
+                    return
+                else:
+                    level.errors += 1
+                    return
         level.errors += 1  # the stream ended without a `done` event
-    except httpx.HTTPError:
+    except (OSError, TimeoutError):
         level.errors += 1
+    finally:
+        if writer is not None:
+            writer.close()
 
 
-async def run_level(url: str, level: Level, duration: float, max_new_tokens: int) -> None:
+async def run_level(port: int, level: Level, duration: float, max_new_tokens: int) -> None:
     """One round of `level.clients` clients for `duration` seconds, added to `level`'s counts."""
     clients = level.clients
-    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(120), limits=limits) as http:
-        start = time.perf_counter()
+    start = time.perf_counter()
 
-        async def client(i: int) -> None:
-            for n in range(MAX_REQUESTS_PER_CLIENT):
-                if time.perf_counter() - start >= duration:
-                    return
-                await one_request(http, url, PROMPTS[(i + n) % len(PROMPTS)], max_new_tokens, level)
+    async def client(i: int) -> None:
+        for n in range(MAX_REQUESTS_PER_CLIENT):
+            if time.perf_counter() - start >= duration:
+                return
+            await one_request(port, PROMPTS[(i + n) % len(PROMPTS)], max_new_tokens, level)
 
-        await asyncio.gather(*(client(i) for i in range(clients)))
-        level.seconds += time.perf_counter() - start
+    await asyncio.gather(*(client(i) for i in range(clients)))
+    level.seconds += time.perf_counter() - start
 
 
 def library_decode(run: Path, args: argparse.Namespace, level: Level, requests: int) -> None:
@@ -226,14 +244,13 @@ def main() -> None:
         run = args.run or write_random_run(args.preset, Path(tmp) / args.preset)
         port = free_port()
         server = start_server(run, port, args)
-        url = f"http://127.0.0.1:{port}"
         try:
-            asyncio.run(run_level(url, Level(2), 1.0, 8))  # warm-up: first-call costs stay out of the measurements
+            asyncio.run(run_level(port, Level(2), 1.0, 8))  # warm-up: first-call costs stay out of the measurements
             levels = [Level(c) for c in args.clients]
             library = Level(1)
             for _ in range(args.rounds):
                 for level in levels:
-                    asyncio.run(run_level(url, level, args.duration / args.rounds, args.max_new_tokens))
+                    asyncio.run(run_level(port, level, args.duration / args.rounds, args.max_new_tokens))
                 library_decode(run, args, library, len(PROMPTS))  # while the server idles
             memory = peak_memory_mib(server.pid)
         finally:
