@@ -164,7 +164,7 @@ class FinetuneConfig(TrainConfig, LoRAConfig):
     warmup and no weight decay suit the few parameters, initialised at zero, and the small single-artist datasets
     that LoRA is used with; the rest are the pretraining defaults."""
 
-    lr: float = setting(1e-3, "peak learning rate, reached after the warmup")
+    lr: float = setting(5e-3, "peak learning rate, reached after the warmup")
     warmup_steps: int = setting(20, "steps of linear warmup from 0 to --lr")
     weight_decay: float = setting(0.0, "AdamW weight decay, applied to weight matrices only")
     optimizer: str = setting("adamw", "adamw: an adapter's low-rank matrices are not what Muon is for",
