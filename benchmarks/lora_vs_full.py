@@ -11,7 +11,7 @@ CPU and the machine's load are printed, as a busy machine gives each fewer steps
 
     python -m benchmarks.lora_vs_full --base runs/rap --data data/eminem --minutes 5
     python -m benchmarks.lora_vs_full --base runs/rap --data data/eminem --minutes 2 \\
-        --variant default= --variant mlp-emb="--targets attn.c_attn attn.c_proj mlp.c_fc mlp.c_proj wte --lr 3e-3"
+        --variant default= --variant projections="--targets attn.c_attn attn.c_proj mlp.c_fc mlp.c_proj"
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from rapgpt.cli import main
 from rapgpt.data.tokenizer import CharTokenizer
 from rapgpt.errors import CheckpointError, ConfigError
 from rapgpt.lora import (
-    DEFAULT_TARGETS,
+    BLOCK_PROJECTIONS,
     LoRAConfig,
     LoRAEmbedding,
     LoRALinear,
@@ -29,7 +29,7 @@ from rapgpt.lora import (
 )
 from rapgpt.model import GPT
 
-WITH_WTE = LoRAConfig(rank=4, alpha=8.0, dropout=0.0, targets=DEFAULT_TARGETS + ("wte",))
+WITH_WTE = LoRAConfig(rank=4, alpha=8.0, dropout=0.0, targets=BLOCK_PROJECTIONS + ("wte",))
 
 
 def randomize_lora(model: nn.Module, std: float = 0.05) -> None:
@@ -78,7 +78,7 @@ def test_only_lora_tensors_receive_gradients(tiny_model):
 def test_base_weights_are_bit_identical_after_optimizer_steps(tiny_model):
     tiny_model.train()
     before = {k: v.clone() for k, v in base_state(tiny_model).items()}
-    apply_lora(tiny_model, LoRAConfig(rank=4, dropout=0.1, targets=DEFAULT_TARGETS + ("wte",)))
+    apply_lora(tiny_model, LoRAConfig(rank=4, dropout=0.1, targets=BLOCK_PROJECTIONS + ("wte",)))
     lora_before = {k: v.clone() for k, v in lora_state(tiny_model).items()}
     # Every parameter is handed to AdamW with weight decay: frozen ones must still not move.
     opt = torch.optim.AdamW(tiny_model.parameters(), lr=1e-2, weight_decay=0.1)

@@ -8,9 +8,10 @@ the adapted model starts exactly equal to the base. Tensor names and layouts fol
     Linear      lora_A (r, in) kaiming-uniform, lora_B (out, r) zero;       dropout on the LoRA path's input.
     Embedding   lora_A (r, vocab) zero,         lora_B (dim, r) normal(0, 1); the update of the embedding matrix
                 is (B A)^T, and there is no dropout (the input is token ids).
-The output head is tied to the token embedding. When `transformer.wte` is adapted, the head computes its logits
-against the adapted matrix (wte + update) as well, so input and output stay tied, which is exactly what merging the
-update into the shared weight produces: unmerged and merged models give the same logits.
+The output head is tied to the token embedding. When `transformer.wte` is adapted (by default), the head computes
+its logits against the adapted matrix (wte + update) as well, so input and output stay tied, which is exactly what
+merging the update into the shared weight produces: unmerged and merged models give the same logits. Its update
+moves every logit, so it trains at a learning rate of its own (`--embedding-lr`).
 
 The package: `layers` (the LoRA layers), `surgery` (wrapping, unwrapping and merging a model's layers) and
 `adapter` (adapter files, and runs adapted or merged from them). An adapter directory holds adapter.safetensors
@@ -42,15 +43,15 @@ from rapgpt.lora.surgery import (
     select_targets,
     trainable_parameters_report,
 )
-from rapgpt.training.config import DEFAULT_LORA_TARGETS, LoRAConfig, lora_scaling
+from rapgpt.training.config import BLOCK_PROJECTIONS, DEFAULT_LORA_TARGETS, LoRAConfig, lora_scaling
 
-# The attention and MLP projections of every block; add "wte" to adapt the token embedding (and the tied head).
+# The attention and MLP projections of every block, and the token embedding (with the tied head).
 DEFAULT_TARGETS = DEFAULT_LORA_TARGETS
 
 __all__ = [
-    "ADAPTER_CONFIG", "ADAPTER_FORMAT", "ADAPTER_WEIGHTS", "DEFAULT_TARGETS", "LoRAConfig", "LoRAEmbedding",
-    "LoRALayer", "LoRALinear", "ParameterCount", "TiedLoRAHead", "apply_lora", "base_fingerprint", "base_state",
-    "load_adapted_run", "load_adapter", "load_lora_state", "lora_layers", "lora_scaling", "lora_state",
+    "ADAPTER_CONFIG", "ADAPTER_FORMAT", "ADAPTER_WEIGHTS", "BLOCK_PROJECTIONS", "DEFAULT_TARGETS", "LoRAConfig",
+    "LoRAEmbedding", "LoRALayer", "LoRALinear", "ParameterCount", "TiedLoRAHead", "apply_lora", "base_fingerprint",
+    "base_state", "load_adapted_run", "load_adapter", "load_lora_state", "lora_layers", "lora_scaling", "lora_state",
     "merge_lora", "merge_run", "read_adapter_config", "recorded_base_run", "save_adapter", "select_targets",
     "trainable_parameters_report",
 ]

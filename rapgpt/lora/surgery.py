@@ -68,7 +68,7 @@ def apply_lora(model: GPT, config: LoRAConfig) -> GPT:
         if isinstance(layer, nn.Embedding):
             wrapped = LoRAEmbedding(layer, config.rank, config.alpha, config.rslora)
             if layer.weight is model.lm_head.weight:
-                model.lm_head = TiedLoRAHead(wrapped)
+                model.lm_head = TiedLoRAHead(wrapped).train(model.training)
         else:
             wrapped = LoRALinear(layer, config.rank, config.alpha, config.rslora, config.dropout)
         _set_module(model, name, wrapped.train(model.training))  # new modules start in training mode

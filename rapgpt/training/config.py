@@ -12,8 +12,12 @@ from rapgpt.precision import TRAINING_CHOICES
 
 OPTIMIZERS = ("adamw", "muon")
 BUDGETS = ("max_steps", "max_tokens", "max_epochs", "max_minutes")
-# The layers LoRA adapts unless told otherwise: attention and MLP projections (see `rapgpt.lora.select_targets`).
-DEFAULT_LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+# The attention and MLP projections of every block (see `rapgpt.lora.select_targets` for the patterns).
+BLOCK_PROJECTIONS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
+# The layers LoRA adapts unless told otherwise: the projections and the token embedding, which carries an artist's
+# choice of words on both sides of the model (it is tied to the output head), trained at its own small learning
+# rate (`FinetuneConfig.embedding_lr`).
+DEFAULT_LORA_TARGETS = (*BLOCK_PROJECTIONS, "wte")
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,10 @@ class TrainConfig:
         None, "steps over which the cosine decays to its floor (default: the end of the budget)"
     )
     weight_decay: float = setting(0.1, "AdamW weight decay, applied to weight matrices only")
+    embedding_lr: float | None = setting(
+        None, "peak learning rate of the token embedding (tied to the output head), on the same schedule as --lr "
+        "(default: --lr)"
+    )
     optimizer: str = setting(
         "muon", "muon: Muon for the matrices inside the blocks, AdamW for the rest; or adamw for all",
         choices=OPTIMIZERS,
@@ -72,7 +80,7 @@ class TrainConfig:
         for name in ("warmup_steps", "sample_every", "weight_decay", "grad_clip", "seed"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
-        for name in ("decay_steps", "threads", *BUDGETS):
+        for name in ("decay_steps", "threads", "embedding_lr", *BUDGETS):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive, got {value}")
@@ -128,7 +136,8 @@ class LoRAConfig:
     # full training (benchmarks/lora_step.py), and the model's own dropout still regularises.
     dropout: float = setting(0.0, "dropout on the input of the LoRA path of Linear layers", name="lora_dropout")
     targets: tuple[str, ...] = setting(
-        DEFAULT_LORA_TARGETS, "name patterns of the layers to adapt (add wte to adapt the token embedding too)"
+        DEFAULT_LORA_TARGETS, "name patterns of the layers to adapt (leave out wte to keep the token embedding and "
+        "the output head as the base has them)"
     )
 
     def __post_init__(self) -> None:
@@ -167,6 +176,11 @@ class FinetuneConfig(TrainConfig, LoRAConfig):
     lr: float = setting(5e-3, "peak learning rate, reached after the warmup")
     warmup_steps: int = setting(20, "steps of linear warmup from 0 to --lr")
     weight_decay: float = setting(0.0, "AdamW weight decay, applied to weight matrices only")
+    # The embedding's adapter changes every logit through the tied head: at --lr it overshoots, at 1-5% of it the
+    # artist's validation loss falls further than without it (measured in the README).
+    embedding_lr: float | None = setting(
+        1e-4, "peak learning rate of the token embedding's adapter (wte), on the same schedule as --lr"
+    )
     optimizer: str = setting("adamw", "adamw: an adapter's low-rank matrices are not what Muon is for",
                              choices=("adamw",))
     eval_interval: int = setting(50, "evaluate, log and checkpoint every N steps")

@@ -20,23 +20,33 @@ from rapgpt.training.config import TrainConfig
 
 # Position embeddings are a table of vectors like the biases, not a map between spaces: they are not decayed.
 NO_DECAY_SUFFIXES = ("wpe.weight",)
+# The token embedding (and the output head tied to it), which `--embedding-lr` steps at its own rate.
+TOKEN_EMBEDDING = "transformer.wte."
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Trainable parameters in two AdamW groups: weight matrices decay; biases, norms and positions do not.
+def param_groups(model: nn.Module, weight_decay: float, embedding_lr_scale: float = 1.0) -> list[dict]:
+    """Trainable parameters in AdamW groups: weight matrices decay; biases, norms and positions do not. With an
+    `embedding_lr_scale` other than 1, the token embedding's parameters (its adapter's, under LoRA) form a third
+    group whose learning rate is the schedule's times that scale (see `set_lr`).
 
     Only parameters with `requires_grad` are included, so a model with frozen weights (LoRA) trains its adapters
     alone. Tied parameters appear once.
     """
-    decay, no_decay = [], []
+    decay, no_decay, embedding = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
+        if embedding_lr_scale != 1.0 and name.startswith(TOKEN_EMBEDDING):
+            embedding.append(p)
+            continue
         (decay if p.dim() >= 2 and not name.endswith(NO_DECAY_SUFFIXES) else no_decay).append(p)
-    return [
+    groups = [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    if embedding:
+        groups.append({"params": embedding, "weight_decay": weight_decay, "lr_scale": embedding_lr_scale})
+    return groups
 
 
 def is_hidden_matrix(name: str, p: nn.Parameter) -> bool:
@@ -48,7 +58,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig, device: torch.device) 
     """AdamW with the fused kernel where PyTorch has one for the device, else the multi-tensor one; with
     `config.optimizer == "muon"`, Muon for the hidden matrices beside it."""
     hidden = {id(p) for name, p in model.named_parameters() if config.optimizer == "muon" and is_hidden_matrix(name, p)}
-    groups = param_groups(model, config.weight_decay)
+    embedding_lr_scale = 1.0 if config.embedding_lr is None else config.embedding_lr / config.lr
+    groups = param_groups(model, config.weight_decay, embedding_lr_scale)
     matrices = [p for g in groups for p in g["params"] if id(p) in hidden]
     for g in groups:
         g["params"] = [p for p in g["params"] if id(p) not in hidden]
@@ -110,6 +121,7 @@ def lr_at(config: TrainConfig, step: int, progress: float) -> float:
 
 
 def set_lr(optimizer: torch.optim.Optimizer | MuonAdamW, lr: float) -> None:
-    """The schedule's learning rate on every group; Muon's groups keep their ratio to it (`--muon-lr`)."""
+    """The schedule's learning rate on every group; Muon's and the embedding's groups keep their ratio to it
+    (`--muon-lr`, `--embedding-lr`)."""
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)

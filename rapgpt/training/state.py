@@ -79,7 +79,8 @@ def load_state(path: str | Path) -> dict[str, Any]:
 
 
 def check_fingerprint(path: str | Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
-    """Refuse a state whose run differs from the one being resumed, naming what differs."""
+    """Refuse a state whose run differs from the one being resumed, naming what differs. A setting that a later
+    version added, at its default of None (off), is no difference: the run trained without it."""
     saved, current = json.loads(json.dumps(saved)), json.loads(json.dumps(current))
     if saved == current:
         return
@@ -91,6 +92,8 @@ def check_fingerprint(path: str | Path, saved: dict[str, Any], current: dict[str
             differences += [f"{section}.{k}: saved {_short(a.get(k))}, now {_short(b.get(k))}" for k in keys]
         elif a != b:
             differences.append(f"{section}: saved {_short(a)}, now {_short(b)}")
+    if not differences:
+        return
     raise CheckpointError(
         f"{path} belongs to a different run ({'; '.join(differences[:4])}): resume with the settings, dataset "
         "and number of processes the run was started with, or start a new run in another directory"

@@ -9,9 +9,9 @@ from transformers import AutoModelForCausalLM
 from rapgpt.cli import main
 from rapgpt.errors import CheckpointError, ConfigError
 from rapgpt.interop import export
-from rapgpt.lora import DEFAULT_TARGETS
+from rapgpt.lora import BLOCK_PROJECTIONS
 
-WITH_WTE = DEFAULT_TARGETS + ("wte",)
+WITH_WTE = BLOCK_PROJECTIONS + ("wte",)
 
 
 def peft_model(tmp_path, adapter_dir):
@@ -25,7 +25,7 @@ def max_logit_gap(a, b, vocab_size: int) -> float:
         return (a(idx).logits - b(idx)[0]).abs().max().item()
 
 
-@pytest.mark.parametrize("targets", [DEFAULT_TARGETS, WITH_WTE, ("h.0.attn.c_proj", "mlp.c_fc")])
+@pytest.mark.parametrize("targets", [BLOCK_PROJECTIONS, WITH_WTE, ("h.0.attn.c_proj", "mlp.c_fc")])
 def test_peft_export_gives_rapgpt_adapted_logits(tmp_path, make_adapter, targets):
     model = make_adapter(tmp_path, targets)
     out = export(tmp_path / "adapter", tmp_path / "peft", "peft")
@@ -67,7 +67,7 @@ def test_without_weight_tying_peft_leaves_the_head_unadapted_until_merged(tmp_pa
     assert max_logit_gap(peft.merge_and_unload(), model, model.config.vocab_size) < 1e-4
 
 
-@pytest.mark.parametrize("targets", [DEFAULT_TARGETS, WITH_WTE])
+@pytest.mark.parametrize("targets", [BLOCK_PROJECTIONS, WITH_WTE])
 def test_merged_hf_export_gives_rapgpt_adapted_logits(tmp_path, make_adapter, targets):
     model = make_adapter(tmp_path, targets)
     out = export(tmp_path / "base", tmp_path / "merged", "hf", adapter=tmp_path / "adapter", merge=True)
@@ -77,19 +77,19 @@ def test_merged_hf_export_gives_rapgpt_adapted_logits(tmp_path, make_adapter, ta
 
 
 def test_base_model_is_recorded_and_must_hold_the_base(tmp_path, make_adapter, make_run, make_tokenizer):
-    make_adapter(tmp_path, DEFAULT_TARGETS)
+    make_adapter(tmp_path, BLOCK_PROJECTIONS)
     hf = export(tmp_path / "base", tmp_path / "hf", "hf")
     out = export(tmp_path / "adapter", tmp_path / "peft", "peft", base_model=str(hf))
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(hf.resolve())
-    make_adapter(tmp_path / "other", DEFAULT_TARGETS, seed=5)
+    make_adapter(tmp_path / "other", BLOCK_PROJECTIONS, seed=5)
     with pytest.raises(CheckpointError, match="does not hold the weights of the adapter's base run"):
         export(tmp_path / "other" / "adapter", tmp_path / "peft2", "peft", base_model=str(hf))
     assert not (tmp_path / "peft2").exists()
 
 
 def test_adapter_for_another_base_or_without_one_is_refused(tmp_path, make_adapter):
-    make_adapter(tmp_path / "a", DEFAULT_TARGETS, record_base=False)
-    make_adapter(tmp_path / "b", DEFAULT_TARGETS, seed=3)
+    make_adapter(tmp_path / "a", BLOCK_PROJECTIONS, record_base=False)
+    make_adapter(tmp_path / "b", BLOCK_PROJECTIONS, seed=3)
     with pytest.raises(CheckpointError, match="does not record its base run"):
         export(tmp_path / "a" / "adapter", tmp_path / "peft", "peft")
     with pytest.raises(CheckpointError, match="different base model"):
@@ -106,7 +106,7 @@ def test_adapter_for_another_base_or_without_one_is_refused(tmp_path, make_adapt
     ("peft", {"adapter": "adapter", "base": "base"}, "RUN is the base when --adapter is given"),
 ])
 def test_inconsistent_options_are_refused(tmp_path, make_adapter, format, options, message):
-    make_adapter(tmp_path, DEFAULT_TARGETS)
+    make_adapter(tmp_path, BLOCK_PROJECTIONS)
     options = {k: tmp_path / v if isinstance(v, str) else v for k, v in options.items()}
     with pytest.raises(ConfigError, match=message):
         export(tmp_path / "base", tmp_path / "out", format, **options)
@@ -114,7 +114,7 @@ def test_inconsistent_options_are_refused(tmp_path, make_adapter, format, option
 
 
 def test_cli_exports_adapter_and_merged_model(tmp_path, make_adapter, capsys):
-    model = make_adapter(tmp_path, DEFAULT_TARGETS, record_base=False)
+    model = make_adapter(tmp_path, BLOCK_PROJECTIONS, record_base=False)
     base, adapter = str(tmp_path / "base"), str(tmp_path / "adapter")
     assert main(["export", base, "--adapter", adapter, "--format", "peft", "--out", str(tmp_path / "peft")]) == 0
     assert main(["export", adapter, "--base", base, "--format", "peft", "--out", str(tmp_path / "peft2")]) == 0

@@ -10,7 +10,7 @@ from rapgpt.cli import main
 from rapgpt.errors import CheckpointError
 from rapgpt.interop import export
 from rapgpt.interop.peft_import import import_peft
-from rapgpt.lora import DEFAULT_TARGETS, load_adapted_run, lora_state
+from rapgpt.lora import BLOCK_PROJECTIONS, load_adapted_run, lora_state
 
 
 def logits(model, vocab_size: int) -> torch.Tensor:
@@ -20,7 +20,7 @@ def logits(model, vocab_size: int) -> torch.Tensor:
     return out.logits if hasattr(out, "logits") else out[0]
 
 
-@pytest.mark.parametrize("targets", [DEFAULT_TARGETS, DEFAULT_TARGETS + ("wte",)])
+@pytest.mark.parametrize("targets", [BLOCK_PROJECTIONS, BLOCK_PROJECTIONS + ("wte",)])
 def test_exported_adapter_imports_back_bit_identical(tmp_path, make_adapter, targets):
     model = make_adapter(tmp_path, targets)
     out = import_peft(export(tmp_path / "adapter", tmp_path / "peft", "peft"), tmp_path / "base", tmp_path / "back")
@@ -59,7 +59,7 @@ def test_adapter_trained_with_peft_gives_peft_logits_in_rapgpt(tmp_path, make_ru
     ({"peft_type": "IA3"}, "not a PEFT LoRA adapter config"),
 ])
 def test_adapters_rapgpt_cannot_compute_are_refused(tmp_path, make_adapter, change, message):
-    make_adapter(tmp_path, DEFAULT_TARGETS)
+    make_adapter(tmp_path, BLOCK_PROJECTIONS)
     out = export(tmp_path / "adapter", tmp_path / "peft", "peft")
     config = json.loads((out / "adapter_config.json").read_text())
     (out / "adapter_config.json").write_text(json.dumps({**config, **change}))
@@ -78,7 +78,7 @@ def test_adapters_rapgpt_cannot_compute_are_refused(tmp_path, make_adapter, chan
     (lambda s: {k: v[:, :-1] if k.endswith("c_fc.lora_A.weight") else v for k, v in s.items()}, "has shape"),
 ])
 def test_foreign_or_misshapen_tensors_are_refused(tmp_path, make_adapter, edit, message):
-    make_adapter(tmp_path, DEFAULT_TARGETS + ("wte",))
+    make_adapter(tmp_path, BLOCK_PROJECTIONS + ("wte",))
     out = export(tmp_path / "adapter", tmp_path / "peft", "peft")
     state = {k: v.contiguous() for k, v in edit(load_file(out / "adapter_model.safetensors")).items()}
     save_file(state, out / "adapter_model.safetensors")
@@ -87,7 +87,7 @@ def test_foreign_or_misshapen_tensors_are_refused(tmp_path, make_adapter, edit, 
 
 
 def test_cli_imports_a_peft_adapter(tmp_path, make_adapter, capsys):
-    make_adapter(tmp_path, DEFAULT_TARGETS)
+    make_adapter(tmp_path, BLOCK_PROJECTIONS)
     export(tmp_path / "adapter", tmp_path / "peft", "peft")
     args = ["import-peft", str(tmp_path / "peft"), "--base", str(tmp_path / "base"), "--out", str(tmp_path / "back")]
     assert main(args) == 0 and (tmp_path / "back" / "adapter.safetensors").is_file()

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from rapgpt.lora import apply_lora
 from rapgpt.model import GPT
 from rapgpt.training.config import FinetuneConfig, TrainConfig
 from rapgpt.training.optim import lr_at, make_optimizer, param_groups, set_lr
@@ -38,6 +39,34 @@ def test_weight_decay_applies_to_matrices_only_and_frozen_parameters_are_left_ou
     assert not any(n.startswith("transformer.h.0.") for n in decayed | kept)
     trainable = {n for n, p in tiny_model.named_parameters() if p.requires_grad}
     assert decayed | kept == trainable and not decayed & kept
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_embedding_lr_steps_the_token_embedding_at_its_own_rate(tiny_model, optimizer):
+    config = TrainConfig(optimizer=optimizer, lr=1e-3, embedding_lr=5e-5)
+    made = make_optimizer(tiny_model, config, torch.device("cpu"))
+    set_lr(made, 4e-4)  # the schedule, at 40% of the peak
+    lr_of = {id(p): g["lr"] for g in made.param_groups for p in g["params"]}
+    assert lr_of[id(tiny_model.transformer.wte.weight)] == pytest.approx(2e-5)
+    assert lr_of[id(tiny_model.transformer.wpe.weight)] == pytest.approx(4e-4)
+    assert len(lr_of) == len(list(tiny_model.parameters()))  # every parameter once
+    # Unset, the embedding trains at --lr in the usual groups.
+    plain = make_optimizer(tiny_model, TrainConfig(optimizer="adamw"), torch.device("cpu"))
+    assert len(plain.param_groups) == 2
+
+
+def test_fine_tuning_puts_the_embedding_adapter_alone_at_the_embedding_lr(tiny_model):
+    config = FinetuneConfig(lr=5e-3, embedding_lr=1e-4, rank=4)
+    apply_lora(tiny_model, config.lora)
+    made = make_optimizer(tiny_model, config, torch.device("cpu"))
+    names = {id(p): n for n, p in tiny_model.named_parameters()}
+    set_lr(made, 5e-3)
+    by_lr = {}
+    for g in made.param_groups:
+        by_lr.setdefault(round(g["lr"], 12), set()).update(names[id(p)] for p in g["params"])
+    assert by_lr[1e-4] == {"transformer.wte.lora_A", "transformer.wte.lora_B"}
+    projections = by_lr[5e-3]  # A and B of the 4 projections of every block
+    assert all("lora_" in n for n in projections) and len(projections) == 2 * 4 * tiny_model.config.n_layer
 
 
 def test_optimizer_uses_the_fused_kernel_on_cpu(tiny_model):

@@ -61,3 +61,10 @@ def test_fingerprint_mismatch_names_what_differs():
     check_fingerprint("s.pt", saved, {"model": {"n_layer": 2, "n_embd": 32}, "world_size": 1})
     with pytest.raises(CheckpointError, match=r"model.n_embd: saved 32, now 64; world_size: saved 1, now 2"):
         check_fingerprint("s.pt", saved, {"model": {"n_layer": 2, "n_embd": 64}, "world_size": 2})
+
+
+def test_a_setting_added_since_the_run_started_is_no_difference_while_it_is_off():
+    saved = {"train": {"lr": 1e-3}, "world_size": 1}
+    check_fingerprint("s.pt", saved, {"train": {"lr": 1e-3, "embedding_lr": None}, "world_size": 1})
+    with pytest.raises(CheckpointError, match=r"train.embedding_lr: saved null, now 0.001"):
+        check_fingerprint("s.pt", saved, {"train": {"lr": 1e-3, "embedding_lr": 1e-3}, "world_size": 1})
