@@ -8,8 +8,8 @@ rounds (1, 8, 32, 1, 8, 32, ...), so that on a shared machine a change in its lo
 
 Time to first token (TTFT) is from sending a request to its first text event; inter-token latency (ITL) is the gap
 between consecutive text events of one request. The decoding speed of one client's requests (from each one's first
-token to its last) is compared with the library's on the same run, measured in this process between rounds while
-the server idles: serving should cost the stream little. It is given twice: by the server's own clock (the
+token to its last) is compared with the library's on the same run, measured between rounds while the server idles,
+each round in a new process (as the server is one): serving should cost the stream little. It is given twice: by the server's own clock (the
 `timings` of each answer: streaming, detokenizing and the event loop included, this client's parsing left out but
 for the core it takes) and as this client received the events; on two cores the client's own work shows in the
 second. The clients speak HTTP/1.0 over asyncio's streams and read the events line by line, so that measuring
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import socket
 import string
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,22 +168,37 @@ async def run_level(port: int, level: Level, duration: float, max_new_tokens: in
     level.seconds += time.perf_counter() - start
 
 
-def library_decode(run: Path, args: argparse.Namespace, level: Level, requests: int) -> None:
-    """The peer of one client: the same run decoded in this process by rapgpt's library (one sequence at a time,
-    the server's precision and threads), timed from each sequence's first token to its last, as the server's."""
+def library_decode(run: Path, precision: str, threads: int, max_new_tokens: int, requests: int) -> tuple[int, float]:
+    """The peer of one client: the same run decoded by rapgpt's library (one sequence at a time, the server's
+    precision and threads), timed from each sequence's first token to its last, as the server's; returns the tokens
+    after each first one and the seconds they took."""
     from rapgpt.generate import BatchDecoder, SamplingParams, load_for_inference
 
-    torch.set_num_threads(args.threads)
-    model, tokenizer = load_for_inference(run, precision=args.precision)
+    torch.set_num_threads(threads)
+    model, tokenizer = load_for_inference(run, precision=precision)
     decoder = BatchDecoder(model, tokenizer, max_batch=1)
+    tokens, seconds = 0, 0.0
     for n in range(requests):
-        decoder.add(PROMPTS[n % len(PROMPTS)], SamplingParams(max_new_tokens=args.max_new_tokens))
+        decoder.add(PROMPTS[n % len(PROMPTS)], SamplingParams(max_new_tokens=max_new_tokens))
         times = []
         while decoder.has_work:
             decoder.step()
             times.append(time.perf_counter())
-        level.decode_tokens += len(times) - 1
-        level.decode_seconds += times[-1] - times[0]
+        tokens += len(times) - 1
+        seconds += times[-1] - times[0]
+    return tokens, seconds
+
+
+def library_decode_in_new_process(run: Path, args: argparse.Namespace, level: Level, requests: int) -> None:
+    """`library_decode` in a process of its own, started for this round as the server was for the run: on some
+    machines a process's decoding speed is set when it starts and differs between processes by several percent,
+    so the peer is sampled afresh each round rather than once."""
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        tokens, seconds = pool.submit(library_decode, run, args.precision, args.threads, args.max_new_tokens,
+                                      requests).result()
+    level.decode_tokens += tokens
+    level.decode_seconds += seconds
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -251,7 +268,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 for level in levels:
                     asyncio.run(run_level(port, level, args.duration / args.rounds, args.max_new_tokens))
-                library_decode(run, args, library, len(PROMPTS))  # while the server idles
+                library_decode_in_new_process(run, args, library, len(PROMPTS))  # while the server idles
             memory = peak_memory_mib(server.pid)
         finally:
             server.terminate()
