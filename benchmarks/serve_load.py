@@ -9,13 +9,13 @@ rounds (1, 8, 32, 1, 8, 32, ...), so that on a shared machine a change in its lo
 Time to first token (TTFT) is from sending a request to its first text event; inter-token latency (ITL) is the gap
 between consecutive text events of one request. The decoding speed of one client's requests (from each one's first
 token to its last) is compared with the library's on the same run, measured between rounds while the server idles,
-each round in a new process (as the server is one): serving should cost the stream little. It is given twice: by the server's own clock (the
-`timings` of each answer: streaming, detokenizing and the event loop included, this client's parsing left out but
-for the core it takes) and as this client received the events; on two cores the client's own work shows in the
-second. The clients speak HTTP/1.0 over asyncio's streams and read the events line by line, so that measuring
-takes as little of the machine as it can. Unless `--run` names a trained run, the model is a randomly initialised
-one of `--preset` (char-10m by default) whose end-of-text token is made unlikely, so that every request writes its
-whole budget.
+each round in a new process (as the server is one): serving should cost the stream little. It is given twice: by the
+server's own clock (the `timings` of each answer: streaming, detokenizing and the event loop included, this client's
+parsing left out but for the core it takes) and as this client received the events; on two cores the client's own
+work shows in the second. The clients speak HTTP/1.0 over asyncio's streams and read the events line by line, so
+that measuring takes as little of the machine as it can. Unless `--run` names a trained run, the model is a randomly
+initialised one of `--preset` (char-10m by default) whose end-of-text token is made unlikely, so that every request
+writes its whole budget.
 
     python -m benchmarks.serve_load [--clients 1 8 32] [--duration 10] [--max-new-tokens 64]   (from the root)
     python -m benchmarks.serve_load --preset gpt2 --clients 1 --threads 1   # serving against the library
