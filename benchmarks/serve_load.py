@@ -4,12 +4,14 @@ The server runs as its own process (`python -m rapgpt serve`, as a user starts i
 own. Each client streams `POST /api/generate` requests back to back, then finishes the request it is in; every
 level is bounded in time and in requests. The peer of each level is the single client measured in the same run:
 continuous batching should multiply the aggregate tokens/s as clients are added. The levels take turns in short
-rounds (1, 8, 32, 1, 8, 32, ...), so that on a shared machine a change in its load falls on all of them alike.
+rounds (1, 8, 32, 1, 8, 32, ...), so that on a shared machine a change in its load falls on all of them alike, and
+each round has a server process of its own: on some machines a process's decoding speed is set when it starts and
+differs between processes by several percent (up to a third on a shared VM), so one process would be one draw.
 
 Time to first token (TTFT) is from sending a request to its first text event; inter-token latency (ITL) is the gap
 between consecutive text events of one request. The decoding speed of one client's requests (from each one's first
-token to its last) is compared with the library's on the same run, measured between rounds while the server idles,
-each round in a new process (as the server is one): serving should cost the stream little. It is given twice: by the
+token to its last) is compared with the library's on the same run, measured after each round's server has stopped,
+in a new process as the server was: serving should cost the stream little. It is given twice: by the
 server's own clock (the `timings` of each answer: streaming, detokenizing and the event loop included, this client's
 parsing left out but for the core it takes) and as this client received the events; on two cores the client's own
 work shows in the second. The clients speak HTTP/1.0 over asyncio's streams and read the events line by line, so
@@ -190,9 +192,8 @@ def library_decode(run: Path, precision: str, threads: int, max_new_tokens: int,
 
 
 def library_decode_in_new_process(run: Path, args: argparse.Namespace, level: Level, requests: int) -> None:
-    """`library_decode` in a process of its own, started for this round as the server was for the run: on some
-    machines a process's decoding speed is set when it starts and differs between processes by several percent,
-    so the peer is sampled afresh each round rather than once."""
+    """`library_decode` in a process of its own, started for this round as its server was, so that both sides draw
+    a process's speed afresh each round."""
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
         tokens, seconds = pool.submit(library_decode, run, args.precision, args.threads, args.max_new_tokens,
@@ -259,20 +260,21 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or write_random_run(args.preset, Path(tmp) / args.preset)
-        port = free_port()
-        server = start_server(run, port, args)
-        try:
-            asyncio.run(run_level(port, Level(2), 1.0, 8))  # warm-up: first-call costs stay out of the measurements
-            levels = [Level(c) for c in args.clients]
-            library = Level(1)
-            for _ in range(args.rounds):
+        levels = [Level(c) for c in args.clients]
+        library = Level(1)
+        memory = 0.0
+        for _ in range(args.rounds):
+            port = free_port()
+            server = start_server(run, port, args)
+            try:
+                asyncio.run(run_level(port, Level(2), 1.0, 8))  # warm-up: first-call costs stay out of the measurements
                 for level in levels:
                     asyncio.run(run_level(port, level, args.duration / args.rounds, args.max_new_tokens))
-                library_decode_in_new_process(run, args, library, len(PROMPTS))  # while the server idles
-            memory = peak_memory_mib(server.pid)
-        finally:
-            server.terminate()
-            server.wait(30)
+                memory = max(memory, peak_memory_mib(server.pid))
+            finally:
+                server.terminate()
+                server.wait(30)
+            library_decode_in_new_process(run, args, library, len(PROMPTS))
 
     base = levels[0].tokens_per_second
     print(f"rapgpt serve load: {run.name}, {args.max_new_tokens} tokens per request, {args.duration:g} s per level "
