@@ -227,3 +227,30 @@ def test_a_sink_joins_the_waiting_pieces_of_each_request_in_order():
     first, second = asyncio.run(run())
     assert first == [Chunk(0, "ab"), Chunk(1, "xy"), done]
     assert second == [Chunk(1, "z")]
+
+
+def test_streamed_text_is_gathered_for_the_stream_interval_but_the_first_text_and_the_end_go_at_once(base):
+    params = SamplingParams(max_new_tokens=30, seed=5)
+
+    async def run(interval: float) -> list[list]:
+        """The batches of messages the event loop is woken with (as the API's stream reads them)."""
+        with running_engine([base], stream_interval=interval) as engine:
+            sink = Sink()
+            engine.submit("the night ", params, "base", sink)
+            batches = [await asyncio.wait_for(sink.get_many(), 30)]
+            while not isinstance(batches[-1][-1], Finished):
+                batches.append(await asyncio.wait_for(sink.get_many(), 30))
+            return batches
+
+    expected = reference(base.model, "the night ", params).text
+    for interval in (0.0, 60.0):
+        batches = asyncio.run(run(interval))
+        assert "".join(m.text for batch in batches for m in batch if isinstance(m, Chunk)) == expected
+    # Held for a minute: the first character at once, then the rest of the text with the end.
+    first, rest = batches
+    assert first == [Chunk(0, expected[0])] and rest[0] == Chunk(0, expected[1:]) and len(rest) == 2
+
+
+def test_a_negative_stream_interval_is_refused():
+    with pytest.raises(ConfigError, match="stream interval"):
+        ServeConfig(stream_interval=-1)

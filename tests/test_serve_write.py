@@ -22,7 +22,9 @@ def model():
 
 @pytest.fixture(scope="module")
 def client(model):
-    with (running_engine([ServedModel("tiny", model, TOKENIZER)], max_batch=4, max_queue=8) as engine,
+    # Every line handed on as soon as it is kept (the default gathers what a few milliseconds bring).
+    served = ServedModel("tiny", model, TOKENIZER)
+    with (running_engine([served], max_batch=4, max_queue=8, stream_interval=0) as engine,
           TestClient(create_app(engine)) as client):
         yield client
 

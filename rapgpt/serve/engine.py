@@ -160,6 +160,7 @@ class Ticket:
     seq_id: int | None = None  # set when admitted into a batch
     admitted: float | None = None
     first_token: float | None = None
+    streaming: bool = False  # its first text has been handed on
     cancelled: bool = False
     timed_out: bool = False
     done: bool = False
@@ -188,6 +189,8 @@ class Engine:
         self._decoders: dict[str, LineWriter] = {}
         self._running: dict[str, dict[int, Ticket]] = {}
         self._mean_duration = 0.0  # moving average of a request's running time, for Retry-After
+        self._held: list[tuple[Ticket, Message]] = []  # streamed text gathered since the last hand-off
+        self._handed_at = 0.0
 
     def start(self) -> Engine:
         self._thread.start()
@@ -355,6 +358,7 @@ class Engine:
     def _step(self) -> None:
         """One token for every running request of every model."""
         out: list[tuple[Ticket, Message]] = []
+        urgent = False  # a first text, an end or a failure: sent without waiting for the stream interval
         for name, decoder in self._decoders.items():
             if not decoder.has_work:
                 continue
@@ -365,6 +369,7 @@ class Engine:
                 log.exception("decoding failed")
                 self.metrics.errors.labels("internal").inc(len(running))
                 out.extend((t, Failed(t.index, e)) for t in running.values())
+                urgent = True
                 running.clear()
                 self._decoders[name] = self._new_decoder(self.models[name])
                 continue
@@ -378,11 +383,24 @@ class Engine:
                     self.metrics.ttft.labels(name).observe(now - ticket.submitted)
                 if event.text:
                     out.append((ticket, Chunk(ticket.index, event.text)))
+                    urgent |= not ticket.streaming
+                    ticket.streaming = True
                 if event.completion is not None:
                     del running[event.seq_id]
                     out.append((ticket, Finished(ticket.index, self._result(ticket, event.completion, now))))
+                    urgent = True
         self.metrics.batch_size.set(sum(len(r) for r in self._running.values()))
-        self._deliver(out)
+        now = time.monotonic()
+        self._held += out
+        if self._held and (urgent or now - self._handed_at >= self.settings.stream_interval or not self._busy()):
+            self._flush(now)
+
+    def _flush(self, now: float) -> None:
+        """Hand the gathered messages to the event loops. Each hand-off wakes a loop, whose work takes a core from
+        the model's threads (on a small machine, all of them wait for it): gathering a few tokens' text per send
+        keeps streaming from slowing decoding."""
+        held, self._held, self._handed_at = self._held, [], now
+        self._deliver(held)
 
     def _result(self, ticket: Ticket, completion: Completion, now: float) -> Result:
         ticket.done = True
@@ -413,6 +431,7 @@ class Engine:
                 loop.call_soon_threadsafe(_put_all, items)
 
     def _shutdown(self) -> None:
+        self._flush(time.monotonic())  # the text already written goes before the failure
         error = Unavailable("the server is shutting down", retry_after=30)
         tickets = list(self._pending) + [t for r in self._running.values() for t in r.values()]
         with self._cond:
