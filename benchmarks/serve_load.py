@@ -2,8 +2,10 @@
 
 The server runs as its own process (`python -m rapgpt serve`, as a user starts it), so its peak memory is its
 own. Each client streams `POST /api/generate` requests back to back, then finishes the request it is in; every
-level is bounded in time and in requests. The peer of each level is the single client measured in the same run:
-continuous batching should multiply the aggregate tokens/s as clients are added. The levels take turns in short
+level is bounded in time and in requests. Each level is compared with the single client measured in the same run
+(continuous batching should multiply the aggregate tokens/s as clients are added) and with the library decoding as
+many sequences in one batch, kept full, after each round (`library`, and the server's `share` of it): the most the
+server could give that many clients on this machine. The levels take turns in short
 rounds (1, 8, 32, 1, 8, 32, ...), so that on a shared machine a change in its load falls on all of them alike, and
 each round has a server process of its own: on some machines a process's decoding speed is set when it starts and
 differs between processes by several percent (up to a third on a shared VM), so one process would be one draw.
@@ -83,6 +85,8 @@ class Level:
     decode_tokens: int = 0  # tokens after each request's first, and the seconds they took (its decoding speed)
     decode_seconds: float = 0.0  # as the client received them
     server_decode_seconds: float = 0.0  # as the server reports them (its `timings`), the client's own work left out
+    library_tokens: int = 0  # the library decoding as many sequences at once, kept full, and the seconds it took
+    library_seconds: float = 0.0
 
     @property
     def tokens_per_second(self) -> float:
@@ -95,6 +99,10 @@ class Level:
     @property
     def server_decode_tokens_per_second(self) -> float:
         return self.decode_tokens / self.server_decode_seconds if self.server_decode_seconds else 0.0
+
+    @property
+    def library_tokens_per_second(self) -> float:
+        return self.library_tokens / self.library_seconds if self.library_seconds else 0.0
 
 
 async def open_stream(port: int, body: dict) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
@@ -170,36 +178,54 @@ async def run_level(port: int, level: Level, duration: float, max_new_tokens: in
     level.seconds += time.perf_counter() - start
 
 
-def library_decode(run: Path, precision: str, threads: int, max_new_tokens: int, requests: int) -> tuple[int, float]:
-    """The peer of one client: the same run decoded by rapgpt's library (one sequence at a time, the server's
-    precision and threads), timed from each sequence's first token to its last, as the server's; returns the tokens
-    after each first one and the seconds they took."""
+def library_peers(run: Path, precision: str, threads: int, max_new_tokens: int, requests: int, batches: list[int],
+                  seconds: float) -> tuple[tuple[int, float], list[tuple[int, float]]]:
+    """The same run decoded by rapgpt's library with the server's precision and threads. The peer of one client:
+    `requests` sequences one at a time, timed from each one's first token to its last, as the server's clock times
+    them (the tokens after each first one and their seconds). The peer of each level: `batch` sequences in flight,
+    each finished one replaced at once, for `seconds` (its tokens and seconds), the most the server could give
+    that many clients."""
     from rapgpt.generate import BatchDecoder, SamplingParams, load_for_inference
 
     torch.set_num_threads(threads)
     model, tokenizer = load_for_inference(run, precision=precision)
+    params = SamplingParams(max_new_tokens=max_new_tokens)
     decoder = BatchDecoder(model, tokenizer, max_batch=1)
-    tokens, seconds = 0, 0.0
+    tokens, spent = 0, 0.0
     for n in range(requests):
-        decoder.add(PROMPTS[n % len(PROMPTS)], SamplingParams(max_new_tokens=max_new_tokens))
+        decoder.add(PROMPTS[n % len(PROMPTS)], params)
         times = []
         while decoder.has_work:
             decoder.step()
             times.append(time.perf_counter())
         tokens += len(times) - 1
-        seconds += times[-1] - times[0]
-    return tokens, seconds
+        spent += times[-1] - times[0]
+    batched = []
+    for batch in batches:
+        decoder, written, n = BatchDecoder(model, tokenizer, max_batch=batch), 0, 0
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            while len(decoder.running) + len(decoder.waiting) < batch:
+                decoder.add(PROMPTS[n % len(PROMPTS)], params)
+                n += 1
+            written += sum(event.token is not None for event in decoder.step())
+        batched.append((written, time.perf_counter() - start))
+    return (tokens, spent), batched
 
 
-def library_decode_in_new_process(run: Path, args: argparse.Namespace, level: Level, requests: int) -> None:
-    """`library_decode` in a process of its own, started for this round as its server was, so that both sides draw
+def library_peers_in_new_process(run: Path, args: argparse.Namespace, one: Level, levels: list[Level]) -> None:
+    """`library_peers` in a process of its own, started for this round as its server was, so that both sides draw
     a process's speed afresh each round."""
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-        tokens, seconds = pool.submit(library_decode, run, args.precision, args.threads, args.max_new_tokens,
-                                      requests).result()
-    level.decode_tokens += tokens
-    level.decode_seconds += seconds
+        (tokens, seconds), batched = pool.submit(
+            library_peers, run, args.precision, args.threads, args.max_new_tokens, len(PROMPTS),
+            [lv.clients for lv in levels], args.duration / args.rounds / len(levels)).result()
+    one.decode_tokens += tokens
+    one.decode_seconds += seconds
+    for level, (tokens, seconds) in zip(levels, batched, strict=True):
+        level.library_tokens += tokens
+        level.library_seconds += seconds
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -274,20 +300,21 @@ def main() -> None:
             finally:
                 server.terminate()
                 server.wait(30)
-            library_decode_in_new_process(run, args, library, len(PROMPTS))
+            library_peers_in_new_process(run, args, library, levels)
 
     base = levels[0].tokens_per_second
     print(f"rapgpt serve load: {run.name}, {args.max_new_tokens} tokens per request, {args.duration:g} s per level "
           f"in {args.rounds} rounds, max batch {args.max_batch}, {args.precision}, {args.threads} model thread(s) of "
           f"{os.cpu_count()} cores")
     header = f"{'clients':>7} {'requests':>8} {'errors':>6} {'TTFT p50':>9} {'TTFT p99':>9} {'ITL p50':>8} " \
-             f"{'ITL p99':>8} {'tokens/s':>9} {f'vs {levels[0].clients}':>7}"
+             f"{'ITL p99':>8} {'tokens/s':>9} {f'vs {levels[0].clients}':>7} {'library':>8} {'share':>6}"
     print(header)
     print("-" * len(header))
     for lv in levels:
         ms = [1000 * percentile(v, q) for v, q in ((lv.ttft, 50), (lv.ttft, 99), (lv.itl, 50), (lv.itl, 99))]
         print(f"{lv.clients:>7} {lv.requests:>8} {lv.errors:>6} {ms[0]:>7.0f}ms {ms[1]:>7.0f}ms {ms[2]:>6.1f}ms "
-              f"{ms[3]:>6.1f}ms {lv.tokens_per_second:>9.0f} {lv.tokens_per_second / base:>6.1f}x")
+              f"{ms[3]:>6.1f}ms {lv.tokens_per_second:>9.0f} {lv.tokens_per_second / base:>6.1f}x "
+              f"{lv.library_tokens_per_second:>8.0f} {lv.tokens_per_second / lv.library_tokens_per_second:>6.2f}")
     print(f"server peak memory (VmHWM): {memory:.0f} MiB")
     if 1 in (lv.clients for lv in levels):
         one = next(lv for lv in levels if lv.clients == 1)

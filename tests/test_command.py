@@ -1,3 +1,5 @@
+import io
+
 import pytest
 import torch
 
@@ -5,6 +7,8 @@ from rapgpt.checkpoint import save_run
 from rapgpt.cli import main
 from rapgpt.data.tokenizer import EOT_TEXT, CharTokenizer
 from rapgpt.generate import SamplingParams, generate
+from rapgpt.generate.command import generate_command
+from rapgpt.generate.params import GenerateConfig
 from rapgpt.model import GPT, GPTConfig
 
 CHARS = "abcdefghijklmnopqrstuvwxyz \n,.'"
@@ -69,3 +73,33 @@ def test_bad_input_is_one_clear_line_on_stderr(run, capsys, args, message):
 def test_a_missing_run_directory_is_reported(tmp_path, capsys):
     assert main(["generate", "--model", str(tmp_path / "nope")]) == 2
     assert "run directory not found" in capsys.readouterr().err
+
+
+class FlushLog(io.StringIO):
+    """Text written so far, as the reader saw it at each flush."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+
+    def flush(self) -> None:
+        self.seen.append(self.getvalue())
+
+
+@pytest.mark.parametrize("interval", [0.0, 60.0])
+def test_streamed_text_is_flushed_at_most_every_stream_interval_but_the_first_and_the_last_at_once(run, interval):
+    path, model, tok = run
+    params = SamplingParams(max_new_tokens=20, seed=5, temperature=1.0)
+    out = FlushLog()
+    generate_command(path, "yo", params, GenerateConfig(stream_interval=interval), out=out, err=io.StringIO())
+    (expected,) = generate(model, tok, ["yo"], params)
+    if interval:  # the prompt, the first token, then everything else with the end
+        assert out.seen == ["yo", "yo" + expected.text[:1], "yo" + expected.text + "\n"]
+    else:  # the prompt, each token, the end
+        assert out.seen == ["yo"] + ["yo" + expected.text[:n] for n in range(1, 21)] + ["yo" + expected.text + "\n"]
+
+
+def test_a_negative_stream_interval_is_refused(run, capsys):
+    path, *_ = run
+    assert main(["generate", "--model", str(path), "--stream-interval", "-1"]) != 0
+    assert "stream interval must be 0 or more seconds" in capsys.readouterr().err

@@ -252,5 +252,5 @@ def test_streamed_text_is_gathered_for_the_stream_interval_but_the_first_text_an
 
 
 def test_a_negative_stream_interval_is_refused():
-    with pytest.raises(ConfigError, match="stream interval"):
+    with pytest.raises(ConfigError, match="the stream interval"):
         ServeConfig(stream_interval=-1)

@@ -7,6 +7,7 @@ the previous one ends, separated by an end-of-text line, the marker the model it
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -57,7 +58,7 @@ def generate_command(
         writer = LineWriter(decoder)
         ids = [writer.add(prompt, nth_sample_params(params, i), writing, speller) for i in range(num_samples)]
         start, cpu_start = time.perf_counter(), time.process_time()
-        completions = _show(writer, ids, prompt, out)
+        completions = _show(writer, ids, prompt, out, config.stream_interval)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     for i, c in enumerate(completions):
         print(f"[sample {i + 1}/{num_samples}: {c.completion_tokens} tokens, finished by {c.finish_reason}, "
@@ -68,13 +69,16 @@ def generate_command(
     return completions
 
 
-def _show(decoder: LineWriter, ids: list[int], prompt: str, out: TextIO) -> list[Completion]:
-    """Run the decoder, writing sample after sample to `out` and each one's text as soon as it is known."""
+def _show(decoder: LineWriter, ids: list[int], prompt: str, out: TextIO, interval: float) -> list[Completion]:
+    """Run the decoder, writing sample after sample to `out` and each one's text as it is known; `out` is flushed
+    at most every `interval` seconds (the prompt and the first token at once), since each flush wakes the reader
+    (a terminal, a pipe), whose work takes a core from decoding on a small machine."""
     texts = {i: "" for i in ids}
     done: dict[int, Completion] = {}
     current = 0
     out.write(prompt)
     out.flush()
+    flushed = -math.inf
     while decoder.has_work:
         for event in decoder.step():
             texts[event.seq_id] += event.text
@@ -85,7 +89,9 @@ def _show(decoder: LineWriter, ids: list[int], prompt: str, out: TextIO) -> list
         while ids[current] in done and current + 1 < len(ids):
             current += 1
             out.write(f"\n{EOT_TEXT}\n{prompt}{texts[ids[current]]}")
-        out.flush()
+        if (now := time.perf_counter()) - flushed >= interval:
+            out.flush()
+            flushed = now
     out.write("\n")
     out.flush()
     return [done[i] for i in ids]

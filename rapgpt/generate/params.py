@@ -81,7 +81,8 @@ def check_quantize(quantize: str | None) -> None:
 
 @dataclass(frozen=True)
 class InferenceConfig:
-    """How a model runs for generation: the precision its weights are cast to, their quantization, the threads."""
+    """How a model runs for generation: the precision its weights are cast to, their quantization, the threads,
+    and how often streamed text is written out."""
 
     precision: str = setting(
         "fp32", "precision of the weights and activations (bf16 halves memory and is faster on most CPUs)",
@@ -95,12 +96,18 @@ class InferenceConfig:
               "sequence; OMP_NUM_THREADS if set); on a machine busy with other work, 1 is often faster")
     device: str = setting("cpu", "where the model runs: cpu, cuda, cuda:N, mps, or auto (CUDA, then MPS, then the "
                                  "CPU)")
+    stream_interval: float = setting(
+        0.03, "gather streamed text this long before writing it out (the first text and the end go at once): each "
+              "write wakes its reader, whose work takes a core from decoding on a small machine; 0 writes every "
+              "token", metavar="SECONDS")
 
     def __post_init__(self) -> None:
         Precision.parse(self.precision)
         check_quantize(self.quantize)
         _check(self.threads is None or (_is_int(self.threads) and self.threads >= 1), "threads", self.threads,
                "a positive integer")
+        _check(_is_real(self.stream_interval) and self.stream_interval >= 0, "the stream interval",
+               self.stream_interval, "0 or more seconds")
 
 
 @dataclass(frozen=True)

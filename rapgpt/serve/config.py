@@ -54,9 +54,6 @@ class ServeConfig(InferenceConfig):
     max_batch: int = setting(32, "requests decoded together per model (each holds a KV cache for the whole context)")
     time_limit: float = setting(
         120.0, "stop a request this long after it arrived, returning the text so far", metavar="SECONDS")
-    stream_interval: float = setting(
-        0.03, "gather streamed text this long before sending it (a request's first text and its end go at once): "
-              "each send takes CPU from decoding; 0 sends every token", metavar="SECONDS")
     judge_db: str | None = setting(
         None, "SQLite file of the 'Real or model?' page: its excerpts (from `rapgpt eval --judge-db`) and answers; "
               "omitted: judge.sqlite in the --model run directory", metavar="PATH")
@@ -68,8 +65,6 @@ class ServeConfig(InferenceConfig):
             raise ConfigError(f"max_batch must be at least 1, got {self.max_batch}")
         if self.max_queue < 1:  # every request passes through the queue, if only until the next token boundary
             raise ConfigError(f"max_queue must be at least 1, got {self.max_queue}")
-        if not self.stream_interval >= 0:
-            raise ConfigError(f"the stream interval must be 0 or more seconds, got {self.stream_interval}")
         if not self.time_limit > 0:
             raise ConfigError(f"the time limit must be a positive number of seconds, got {self.time_limit}")
         if not 1 <= self.port <= 65535:
