@@ -6,9 +6,10 @@ admits queued requests into free batch slots at token boundaries; each step adva
 token, so throughput grows with concurrency (continuous batching). A batch never mixes models: with adapters,
 the decoders take turns, one step each.
 
-Pieces of text go back to each request's `Sink` (an asyncio queue on the caller's loop), one hand-over per step
-for all requests of a loop. `cancel` (a client that went away) and the per-request time limit stop a request at
-the next token boundary. Sampling itself is the generation package's: the engine only schedules.
+Pieces of text go back to each request's `Sink` (an asyncio queue on the caller's loop), one hand-over for all
+requests of a loop per `stream_interval` (a request's first text, its end and failures at once). `cancel` (a
+client that went away) and the per-request time limit stop a request at the next token boundary. Sampling itself
+is the generation package's: the engine only schedules.
 """
 
 from __future__ import annotations
