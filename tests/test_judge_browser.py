@@ -46,8 +46,8 @@ def test_ten_answers_are_still_counted_after_a_restart(engine, browser, db, tmp_
         page = open_judge_page(browser, url)
         excerpt = page.get_by_test_id("excerpt")
         expect(excerpt).to_contain_text("\n", timeout=30_000)
-        models = page.get_by_label("Model under test").locator("option")
-        assert models.all_inner_texts() == ["Any model", "base (runs/base)"]
+        models = page.get_by_label("Model under test").locator("option")  # filled by the score, fetched on its own
+        expect(models).to_have_text(["Any model", "base (runs/base)"], timeout=10_000)
         for i in range(10):
             expect(page.get_by_role("button", name="Real song")).to_be_enabled(timeout=10_000)  # the next is shown
             shown = excerpt.inner_text()
