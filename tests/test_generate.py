@@ -51,11 +51,12 @@ def test_cached_logits_match_full_recompute_at_every_step_including_after_the_wi
     cache is refilled from the latest SLIDE_KEEP of them."""
     seen = []
 
-    def record(logits, history, params, generator):
+    def record(rows, params, generators):
+        (logits,) = rows
         seen.append(logits.clone())
-        return int(logits[1:].argmax()) + 1  # greedy, never end-of-text, so the window slides several times
+        return [int(logits[1:].argmax()) + 1]  # greedy, never end-of-text, so the window slides several times
 
-    monkeypatch.setattr(decoder_module, "sample_token", record)
+    monkeypatch.setattr(decoder_module, "sample_tokens", record)
     block = model.config.block_size
     (completion,) = generate(model, tok, ["Hi there"], SamplingParams(max_new_tokens=3 * block))
     assert completion.completion_tokens == 3 * block
@@ -101,6 +102,22 @@ def test_samples_of_one_prompt_differ_and_each_reproduces_alone(model, tok):
     assert [s.seed for s in samples] == [10, 11, 12]
     (third,) = generate(model, tok, ["yo"], SamplingParams(temperature=1.0, max_new_tokens=15, seed=12))
     assert third.tokens == samples[2].tokens
+
+
+def test_penalised_and_plain_samples_drawn_together_each_reproduce_alone(model, tok):
+    """Sequences with the same filters are drawn as one batch; a penalty changes only its own sequence's row."""
+    plain = SamplingParams(temperature=1.0, max_new_tokens=15, seed=40)
+    penalised = replace(plain, repetition_penalty=3.0, seed=41)
+    decoder = BatchDecoder(model, tok, max_batch=2)
+    ids = [decoder.add("yo", plain), decoder.add("yo", penalised)]
+    done = {}
+    while decoder.has_work:
+        done.update((e.seq_id, e.completion) for e in decoder.step() if e.completion)
+    for seq_id, p in zip(ids, (plain, penalised), strict=True):
+        (alone,) = generate(model, tok, ["yo"], p)
+        assert done[seq_id].tokens == alone.tokens
+    (unpenalised,) = generate(model, tok, ["yo"], replace(penalised, repetition_penalty=1.0))
+    assert unpenalised.tokens != done[ids[1]].tokens
 
 
 def test_sequences_join_and_leave_a_running_batch(model, tok):

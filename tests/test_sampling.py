@@ -8,12 +8,18 @@ from rapgpt.generate.sampling import (
     apply_penalties,
     draw,
     filter_logits,
-    sample_token,
+    sample_tokens,
 )
 
 
 def kept(logits: torch.Tensor) -> set[int]:
     return set(torch.nonzero(torch.isfinite(logits)).flatten().tolist())
+
+
+def sample_token(logits: torch.Tensor, history: TokenHistory, p: SamplingParams, generator: torch.Generator) -> int:
+    """One sequence's next token, as the decoder takes it: penalties, then the filters and the draw."""
+    (token,) = sample_tokens(apply_penalties(logits, history, p)[None], p, [generator])
+    return token
 
 
 def params(**kw) -> SamplingParams:
@@ -78,9 +84,29 @@ def test_top_p_band_search_leaves_out_tokens_that_top_k_removed():
 
 
 def test_draw_never_takes_a_token_of_zero_probability():
-    g = torch.Generator().manual_seed(0)
-    assert {draw(torch.tensor([0.0, 0.0, 1.0, 0.0]), g) for _ in range(200)} == {2}
-    assert {draw(torch.tensor([0.0, 0.5, 0.0, 0.5, 0.0]), g) for _ in range(200)} == {1, 3}
+    generators = [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]
+    probs = torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0], [0.0, 0.5, 0.0, 0.5, 0.0]])
+    drawn = torch.stack([draw(probs, generators) for _ in range(200)])
+    assert set(drawn[:, 0].tolist()) == {2} and set(drawn[:, 1].tolist()) == {1, 3}
+
+
+@pytest.mark.parametrize("settings", [{}, {"top_k": 40}, {"min_p": 0.05}, {"top_p": 0.5, "temperature": 1.3},
+                                      {"temperature": 0}])
+def test_each_row_of_a_batch_is_filtered_and_drawn_as_if_alone(settings):
+    """Peaked and flat rows of GPT-2's vocabulary size together (the flat ones take the band search): a row's
+    kept tokens and its draw do not depend on the other rows."""
+    g = torch.Generator().manual_seed(3)
+    spread = torch.tensor([4.0, 0.5, 8.0, 0.2, 3.0])[:, None]
+    rows = torch.randn(5, 50257, generator=g) * spread
+    p = SamplingParams(**settings)
+    batch = sample_tokens(rows, p, [torch.Generator().manual_seed(i) for i in range(5)])
+    alone = [sample_tokens(rows[i : i + 1], p, [torch.Generator().manual_seed(i)])[0] for i in range(5)]
+    assert batch == alone
+    if not p.greedy:
+        filtered = filter_logits(rows, p)
+        for i in range(5):
+            assert torch.equal(filtered[i], filter_logits(rows[i], p))
+        assert len({int(torch.isfinite(row).sum()) for row in filtered}) >= 4  # the rows kept different amounts
 
 
 def test_min_p_keeps_tokens_at_least_that_fraction_of_the_most_likely():

@@ -22,7 +22,7 @@ import torch
 from rapgpt.data.tokenizer import CharTokenizer, Tokenizer
 from rapgpt.generate.lexicon import Speller, apply_mask
 from rapgpt.generate.params import SamplingParams
-from rapgpt.generate.sampling import TokenHistory, sample_token
+from rapgpt.generate.sampling import TokenHistory, apply_penalties, filter_key, sample_tokens
 from rapgpt.generate.text import TextStream
 from rapgpt.model import GPT, KVCache
 
@@ -164,14 +164,20 @@ class BatchDecoder:
                 if seq in self.waiting:
                     self.waiting.remove(seq)
         events = [self._finish(seq, None, "cancelled") for seq in cancelled]
-        logits = self._decode()
+        rows = self._decode()
         with self._lock:
             free = self.max_batch - len(self.running)
             admitted = [self.waiting.popleft() for _ in range(min(free, len(self.waiting)))]
         for seq in admitted:
-            logits.append(self._admit(seq, logits))
-        for seq, row in zip(list(self.running), logits, strict=True):
-            events.append(self._advance(seq, row[: self.tokenizer.vocab_size].float()))
+            rows.append(self._admit(seq, rows))
+        if not rows:
+            return events
+        logits = torch.stack(rows)[:, : self.tokenizer.vocab_size].float()
+        tokens = self._sample(logits)
+        chosen = torch.tensor(tokens, device=self.device)[:, None]
+        logprobs = torch.log_softmax(logits, dim=-1).gather(1, chosen)[:, 0]
+        for seq, token, logprob in zip(list(self.running), tokens, logprobs.tolist(), strict=True):
+            events.append(self._advance(seq, token, logprob))
         return events
 
     def _decode(self) -> list[torch.Tensor]:
@@ -220,11 +226,32 @@ class BatchDecoder:
         logits, _ = self.model(idx, cache=cache, input_pos=pos, last_only=True)
         return logits[0, -1]
 
-    def _advance(self, seq: _Sequence, logits: torch.Tensor) -> Event:
+    def _sample(self, logits: torch.Tensor) -> list[int]:
+        """The next token of every running sequence (row i of `logits` is running[i]'s), after its guide, lexicon
+        and penalties; sequences with the same filter settings are drawn together."""
+        steered = logits
+        groups: dict[tuple, list[int]] = {}
+        for i, seq in enumerate(self.running):
+            raw = logits[i]
+            row = apply_penalties(self._mask(seq, raw), seq.history, seq.params)
+            if row is not raw:
+                steered = logits.clone() if steered is logits else steered
+                steered[i] = row
+            groups.setdefault(filter_key(seq.params), []).append(i)
+        tokens = [0] * len(self.running)
+        for members in groups.values():
+            rows = steered if len(members) == len(tokens) else steered[members]
+            params = self.running[members[0]].params
+            drawn = sample_tokens(rows, params, [self.running[i].generator for i in members])
+            for i, token in zip(members, drawn, strict=True):
+                tokens[i] = token
+        return tokens
+
+    def _advance(self, seq: _Sequence, token: int, logprob: float) -> Event:
+        """Record a sequence's sampled token and report the text it makes safe to show."""
         if seq.cached == 0:  # prefilled in this step
             seq.cached = len(seq.context)
-        token = sample_token(self._mask(seq, logits), seq.history, seq.params, seq.generator)
-        seq.logprob += float(logits[token] - torch.logsumexp(logits, dim=-1))
+        seq.logprob += logprob
         if seq.speller is not None:
             seq.spelling = seq.speller.advance(seq.spelling, token)
         if token == self.tokenizer.eot_id:

@@ -1,8 +1,10 @@
 """Choosing the next token: penalties, temperature, top-k, top-p, min-p, then a draw from a per-sequence RNG.
 
-Everything here works on the logits of one sequence (a vector over the vocabulary), so that sequences sharing a
-batch keep their own settings and their own random stream: a seeded request samples the same tokens whatever else
-is in the batch. The history and the random stream live on the logits' device.
+The penalties work on one sequence's logits (a vector over the vocabulary); the filters and the draw work on the
+rows of a batch whose sequences share their filter settings, each row drawn with its own random stream, so that a
+seeded request samples the same tokens whatever else is in the batch. Every operation is row by row (a row's result
+does not depend on the others), and a batch pays Python's overhead once, not once per sequence. The history and
+the random streams live on the logits' device.
 """
 
 from __future__ import annotations
@@ -56,52 +58,71 @@ def apply_penalties(logits: torch.Tensor, history: TokenHistory, params: Samplin
     return logits
 
 
+def filter_key(params: SamplingParams) -> tuple:
+    """What `filter_logits` and `sample_tokens` read of the settings: rows whose keys are equal are sampled
+    together."""
+    return params.temperature, params.top_k, params.top_p, params.min_p
+
+
 def filter_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
-    """Logits divided by the temperature, with -inf for every token that top-k, then top-p, then min-p exclude.
+    """Logits divided by the temperature, with -inf for every token that top-k, then top-p, then min-p exclude;
+    `logits` is one vector over the vocabulary or a batch of rows.
 
     top-k keeps exactly k tokens; top-p keeps each token whose more likely predecessors hold less than top_p of
     the probability (so at least one token); min-p keeps tokens with probability >= min_p x the largest one.
     """
-    logits = logits / params.temperature
-    vocab = logits.numel()
-    if params.top_k is not None and params.top_k < vocab:
-        values, index = largest(logits, params.top_k)
-        logits = torch.full_like(logits, -math.inf).scatter_(0, index, values)
+    rows = logits.reshape(-1, logits.shape[-1]) / params.temperature
+    if params.top_k is not None and params.top_k < rows.shape[-1]:
+        values, index = largest(rows, params.top_k)
+        rows = torch.full_like(rows, -math.inf).scatter_(-1, index, values)
     if params.top_p is not None and params.top_p < 1:
-        logits = _top_p(logits, params.top_p)
+        rows = _top_p(rows, params.top_p)
     if params.min_p:
-        probs = torch.softmax(logits, dim=-1)
-        logits = logits.masked_fill(probs < params.min_p * probs.max(), -math.inf)
-    return logits
+        probs = torch.softmax(rows, dim=-1)
+        rows = rows.masked_fill(probs < params.min_p * probs.amax(-1, keepdim=True), -math.inf)
+    return rows.view_as(logits)
 
 
-def largest(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k largest values in descending order and their indices, as `torch.topk`; on the CPU by NumPy's partial
-    sort, 2-3x faster for GPT-2's vocabulary (torch.topk alone took 0.2-0.6 ms of a decoding step; NumPy's argmax is
-    faster likewise)."""
-    if values.device.type != "cpu" or k >= values.numel():
-        return torch.topk(values, k)
-    v = values.numpy()
-    part = np.argpartition(v, v.size - k)[v.size - k :]
-    order = part[np.argsort(-v[part], kind="stable")]
-    return torch.from_numpy(v[order]), torch.from_numpy(order)
+def largest(rows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest values of each row in descending order and their indices, as `torch.topk`; on the CPU by
+    NumPy's partial sort, 2-3x faster for GPT-2's vocabulary (torch.topk alone took 0.2-0.6 ms of a decoding step;
+    NumPy's argmax is faster likewise)."""
+    vocab = rows.shape[-1]
+    if rows.device.type != "cpu" or k >= vocab:
+        return torch.topk(rows, k)
+    v = rows.numpy()
+    part = np.argpartition(v, vocab - k, axis=-1)[:, vocab - k :]
+    order = np.take_along_axis(part, np.argsort(-np.take_along_axis(v, part, -1), axis=-1, kind="stable"), -1)
+    return torch.from_numpy(np.take_along_axis(v, order, -1)), torch.from_numpy(order)
 
 
-def _top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    probs = torch.softmax(logits, dim=-1)
-    candidates = min(TOP_P_CANDIDATES, probs.numel())
-    # When even `candidates` tokens of the largest probability hold less than top_p, skip looking for them.
-    sorted_probs, index = largest(probs, candidates) if probs.max() * candidates >= top_p else (probs[:0], None)
-    if sorted_probs.sum() >= top_p:
-        before = torch.cumsum(sorted_probs, dim=0) - sorted_probs  # probability held by the more likely tokens
-        keep = index[before < top_p]
-        return torch.full_like(logits, -math.inf).scatter_(0, keep, logits[keep])
-    # Bands of equal width in logit, from the largest down (excluded tokens, at -inf, fall in the last one): every
-    # token of a band before the one where the mass reaches top_p is kept, every token after it is left out.
-    # In NumPy (1.4x faster than the same in PyTorch on a CPU core for GPT-2's vocabulary); logits on an
-    # accelerator come to the CPU for it, one vector per step.
-    kept = _top_p_bands(logits.cpu().numpy().copy(), probs.cpu().numpy().astype(np.float64), top_p)
-    return torch.from_numpy(kept).to(logits.device)
+def _top_p(rows: torch.Tensor, top_p: float) -> torch.Tensor:
+    probs = torch.softmax(rows, dim=-1)
+    candidates = min(TOP_P_CANDIDATES, rows.shape[-1])
+    kept = torch.full_like(rows, -math.inf)
+    # Flat rows, whose `candidates` most likely tokens cannot hold top_p, are not looked for among them.
+    peaked = (probs.amax(-1) * candidates >= top_p).tolist()
+    search = [i for i, p in enumerate(peaked) if p]
+    flat = [i for i, p in enumerate(peaked) if not p]
+    if search:
+        every = len(search) == len(rows)
+        sorted_probs, index = largest(probs if every else probs[search], candidates)
+        before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs  # probability held by the more likely tokens
+        values = (rows if every else rows[search]).gather(-1, index).masked_fill_(before >= top_p, -math.inf)
+        if every:
+            kept.scatter_(-1, index, values)
+        else:
+            kept[search] = kept[search].scatter_(-1, index, values)
+        held = (sorted_probs.sum(-1) >= top_p).tolist()
+        flat += [i for i, enough in zip(search, held, strict=True) if not enough]
+    # The rest, one at a time: bands of equal width in logit, from the largest down (excluded tokens, at -inf, fall
+    # in the last one): every token of a band before the one where the mass reaches top_p is kept, every token
+    # after it is left out. In NumPy (1.4x faster than the same in PyTorch on a CPU core for GPT-2's vocabulary);
+    # logits on an accelerator come to the CPU for it, one vector per step.
+    for i in flat:
+        banded = _top_p_bands(rows[i].cpu().numpy().copy(), probs[i].cpu().numpy().astype(np.float64), top_p)
+        kept[i] = torch.from_numpy(banded).to(rows.device)
+    return kept
 
 
 def _top_p_bands(logits: np.ndarray, probs: np.ndarray, top_p: float) -> np.ndarray:
@@ -120,20 +141,21 @@ def _top_p_bands(logits: np.ndarray, probs: np.ndarray, top_p: float) -> np.ndar
     return logits
 
 
-def draw(probs: torch.Tensor, generator: torch.Generator) -> int:
-    """One token drawn with probability `probs` (summing to about 1), by inverting their cumulative sum at a uniform
-    variate. Exact like `torch.multinomial`, which for one draw makes an exponential variate per token instead:
-    1.3 ms for GPT-2's vocabulary on a CPU core, against 0.05 ms."""
-    cumulative = torch.cumsum(probs, dim=0)
-    u = torch.rand((), generator=generator, dtype=cumulative.dtype) * cumulative[-1]
-    return min(int(torch.searchsorted(cumulative, u, right=True)), probs.numel() - 1)
+def draw(probs: torch.Tensor, generators: list[torch.Generator]) -> torch.Tensor:
+    """One token for each row of `probs` (each summing to about 1), drawn with that row's generator by inverting the
+    cumulative sum at a uniform variate. Exact like `torch.multinomial`, which for one draw makes an exponential
+    variate per token instead: 1.3 ms for GPT-2's vocabulary on a CPU core, against 0.05 ms."""
+    cumulative = torch.cumsum(probs, dim=-1)
+    u = torch.stack([torch.rand((), generator=g, dtype=cumulative.dtype, device=g.device) for g in generators])
+    tokens = torch.searchsorted(cumulative, (u * cumulative[:, -1])[:, None], right=True)[:, 0]
+    return tokens.clamp_(max=probs.shape[-1] - 1)
 
 
-def sample_token(
-    logits: torch.Tensor, history: TokenHistory, params: SamplingParams, generator: torch.Generator
-) -> int:
-    """The next token for one sequence, from its float32 logits over the vocabulary."""
-    logits = apply_penalties(logits, history, params)
+def sample_tokens(rows: torch.Tensor, params: SamplingParams, generators: list[torch.Generator]) -> list[int]:
+    """The next token of each sequence, from its float32 logits (one row each, penalties applied) and its own
+    generator; the rows share `params`' filter settings."""
     if params.greedy:
-        return int(logits.numpy().argmax()) if logits.device.type == "cpu" else int(logits.argmax())
-    return draw(torch.softmax(filter_logits(logits, params), dim=-1), generator)
+        best = torch.from_numpy(rows.numpy().argmax(-1)) if rows.device.type == "cpu" else rows.argmax(-1)
+        return best.tolist()
+    return draw(torch.softmax(filter_logits(rows, params), dim=-1), generators).tolist()
+
