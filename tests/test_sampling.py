@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from rapgpt.generate import kernels
 from rapgpt.generate.params import SamplingParams
 from rapgpt.generate.sampling import (
     TOP_P_CANDIDATES,
@@ -10,6 +11,19 @@ from rapgpt.generate.sampling import (
     filter_logits,
     sample_tokens,
 )
+
+NO_SAMPLER = "rapgpt's native sampler does not build here"
+needs_sampler = pytest.mark.skipif(not kernels.sampler_available(), reason=NO_SAMPLER)
+
+
+@pytest.fixture(params=["native", "pytorch"])
+def sampler(request, monkeypatch):
+    """Each test that draws runs with the native sampler (where it builds) and with the PyTorch path."""
+    if request.param == "native" and not kernels.sampler_available():
+        pytest.skip(NO_SAMPLER)
+    if request.param == "pytorch":
+        monkeypatch.setattr(kernels, "sampler_available", lambda: False)
+    return request.param
 
 
 def kept(logits: torch.Tensor) -> set[int]:
@@ -83,16 +97,36 @@ def test_top_p_band_search_leaves_out_tokens_that_top_k_removed():
     assert got < top and len(got) > TOP_P_CANDIDATES
 
 
-def test_draw_never_takes_a_token_of_zero_probability():
+def test_draw_never_takes_a_token_of_zero_probability(sampler):
+    logits = torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0], [0.0, 0.5, 0.0, 0.5, 0.0]]).log()
     generators = [torch.Generator().manual_seed(0), torch.Generator().manual_seed(1)]
-    probs = torch.tensor([[0.0, 0.0, 1.0, 0.0, 0.0], [0.0, 0.5, 0.0, 0.5, 0.0]])
-    drawn = torch.stack([draw(probs, generators) for _ in range(200)])
+    drawn = torch.tensor([sample_tokens(logits, params(), generators) for _ in range(200)])
     assert set(drawn[:, 0].tolist()) == {2} and set(drawn[:, 1].tolist()) == {1, 3}
+    edges = torch.tensor([0.0, 0.4999, 0.5, 0.9999999])  # the variate's extremes and the one boundary
+    assert draw(torch.tensor([[0.0, 0.5, 0.0, 0.5, 0.0]] * 4), edges).tolist() == [1, 1, 3, 3]
+
+
+@needs_sampler
+@pytest.mark.parametrize("settings", [{}, {"top_k": 40}, {"top_k": 3000, "top_p": 0.9}, {"min_p": 0.05},
+                                      {"top_p": 0.5, "min_p": 0.2, "temperature": 1.3}, {"top_p": None}])
+@pytest.mark.parametrize("spread", [0.3, 3.0, 8.0])
+def test_native_sampler_draws_the_tokens_of_a_float64_reference(settings, spread):
+    """At the same variates the native sampler takes the tokens that the PyTorch filters and draw take in float64,
+    for flat rows (thousands of tokens kept) and peaked ones (a handful) of GPT-2's vocabulary size."""
+    g = torch.Generator().manual_seed(int(spread * 10))
+    rows = torch.randn(3, 50257, generator=g) * spread
+    p = SamplingParams(**settings)
+    probs = torch.softmax(rows / p.temperature, dim=-1)
+    reference = torch.softmax(filter_logits(rows.double(), p), dim=-1)
+    top_k, top_p, min_p = p.top_k or 0, p.top_p or 1.0, p.min_p or 0.0
+    for u in torch.rand(100, 3, generator=g, dtype=torch.float64):
+        native = torch.ops.rapgpt.sample_rows(probs, u, top_k, top_p, min_p)
+        assert native.tolist() == draw(reference, u).tolist()
 
 
 @pytest.mark.parametrize("settings", [{}, {"top_k": 40}, {"min_p": 0.05}, {"top_p": 0.5, "temperature": 1.3},
                                       {"temperature": 0}])
-def test_each_row_of_a_batch_is_filtered_and_drawn_as_if_alone(settings):
+def test_each_row_of_a_batch_is_filtered_and_drawn_as_if_alone(settings, sampler):
     """Peaked and flat rows of GPT-2's vocabulary size together (the flat ones take the band search): a row's
     kept tokens and its draw do not depend on the other rows."""
     g = torch.Generator().manual_seed(3)
@@ -145,14 +179,14 @@ def test_frequency_and_presence_penalties_count_only_the_continuation():
     assert apply_penalties(logits, history, p).tolist() == [0.0, -2.5, -1.5, 0.0]
 
 
-def test_greedy_takes_the_argmax_after_penalties():
+def test_greedy_takes_the_argmax_after_penalties(sampler):
     logits = torch.tensor([1.0, 3.0, 2.0])
     p = SamplingParams(temperature=0, repetition_penalty=4.0)
     assert sample_token(logits, TokenHistory([], 3, p), p, torch.Generator()) == 1
     assert sample_token(logits, TokenHistory([1], 3, p), p, torch.Generator()) == 2
 
 
-def test_draws_follow_the_filtered_distribution_and_never_leave_it():
+def test_draws_follow_the_filtered_distribution_and_never_leave_it(sampler):
     logits = torch.tensor([0.5, 0.3, 0.15, 0.05]).log()
     p = params(top_p=0.9)  # keeps the first three: renormalized [0.526, 0.316, 0.158]
     g = torch.Generator().manual_seed(0)
@@ -164,7 +198,7 @@ def test_draws_follow_the_filtered_distribution_and_never_leave_it():
     assert torch.allclose(freq, expected, atol=0.025)
 
 
-def test_the_same_generator_seed_gives_the_same_draws():
+def test_the_same_generator_seed_gives_the_same_draws(sampler):
     logits = torch.randn(50)
     p = SamplingParams()
     draws = [

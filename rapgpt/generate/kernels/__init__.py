@@ -1,11 +1,12 @@
 """rapgpt's native CPU decode kernels (decode_linear.cpp: int8, bf16 and fp32 Linear layers; decode_block.cpp: a
-transformer block's whole decoding step around them), compiled on first use for the CPU at hand and cached.
+transformer block's whole decoding step around them; sample.cpp: the sampling filters and draw), compiled on first
+use for the CPU at hand and cached.
 
 The build runs once per machine: `torch.utils.cpp_extension` compiles the sources with -O3 -march=native into the
 torch extensions cache, in a directory named after the CPU, the PyTorch version and the sources, and later runs load
 the library from there. Without a compiler, when the build fails, on a CPU without AVX2, or with RAPGPT_KERNELS=0 in
-the environment, `q8_isa()` is 0 (and `dense_available()`, `fused_available()` False) and callers keep their
-PyTorch path; the reason is said once in the log.
+the environment, `q8_isa()` is 0 (and `dense_available()`, `fused_available()`, `sampler_available()` False) and
+callers keep their PyTorch path; the reason is said once in the log.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-SOURCES = (HERE / "decode_linear.cpp", HERE / "decode_block.cpp")
+SOURCES = (HERE / "decode_linear.cpp", HERE / "decode_block.cpp", HERE / "sample.cpp")
 HEADERS = (HERE / "decode_linear.h",)
 SWITCH = "RAPGPT_KERNELS"  # "0" (or off/false/no): never build nor use the native kernels
 CFLAGS = ["-O3", "-march=native", "-fopenmp"]  # OpenMP: torch's own thread pool, through at::parallel_for
@@ -98,3 +99,8 @@ def dense_available(dtype: torch.dtype) -> bool:
 def fused_available() -> bool:
     """Whether the fused decoding step of a transformer block (AVX-512) runs here."""
     return q8_isa() > 0 and bool(torch.ops.rapgpt.decode_block_supported())
+
+
+def sampler_available() -> bool:
+    """Whether the native sampler runs here: wherever the other kernels do (it is built with them)."""
+    return q8_isa() > 0
