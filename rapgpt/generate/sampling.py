@@ -111,14 +111,10 @@ def _top_p(rows: torch.Tensor, top_p: float) -> torch.Tensor:
     search = [i for i, p in enumerate(peaked) if p]
     flat = [i for i, p in enumerate(peaked) if not p]
     if search:
-        every = len(search) == len(rows)
-        sorted_probs, index = largest(probs if every else probs[search], candidates)
+        sorted_probs, index = largest(probs[search], candidates)
         before = torch.cumsum(sorted_probs, dim=-1) - sorted_probs  # probability held by the more likely tokens
-        values = (rows if every else rows[search]).gather(-1, index).masked_fill_(before >= top_p, -math.inf)
-        if every:
-            kept.scatter_(-1, index, values)
-        else:
-            kept[search] = kept[search].scatter_(-1, index, values)
+        values = rows[search].gather(-1, index).masked_fill_(before >= top_p, -math.inf)
+        kept[search] = kept[search].scatter_(-1, index, values)
         held = (sorted_probs.sum(-1) >= top_p).tolist()
         flat += [i for i, enough in zip(search, held, strict=True) if not enough]
     # The rest, one at a time: bands of equal width in logit, from the largest down (excluded tokens, at -inf, fall

@@ -46,6 +46,17 @@ int64_t invert(const float* p, const std::vector<int32_t>& kept, double u) {
   return kept.empty() ? 0 : kept.back();  // empty only for a row of NaN
 }
 
+// Orders token ids from the most likely down, the lower id first among equals.
+auto more_likely(const float* p) {
+  return [p](int32_t x, int32_t y) { return p[x] > p[y] || (p[x] == p[y] && x < y); };
+}
+
+struct Scratch {
+  std::vector<int32_t> kept, chosen;
+  std::vector<double> mass;
+  std::vector<uint8_t> mark;
+};
+
 inline uint32_t bits_of(float p) {
   uint32_t bits;
   std::memcpy(&bits, &p, sizeof bits);
@@ -56,8 +67,10 @@ inline uint32_t bits_of(float p) {
 // before them hold less than `budget`. A probability's float bits grow with it, so its top bits name a bin: one pass
 // sums each bin's mass and a walk down the bins finds the bin where the budget is reached; the same on the next bits
 // within that bin; then only the tokens sharing the crossing bin's 24 bits are sorted.
-void keep_top_p(const float* p, double budget, std::vector<int32_t>& kept, std::vector<int32_t>& chosen,
-                std::vector<double>& mass) {
+void keep_top_p(const float* p, double budget, Scratch& s) {
+  std::vector<int32_t>& kept = s.kept;
+  std::vector<int32_t>& chosen = s.chosen;
+  std::vector<double>& mass = s.mass;
   chosen.clear();
   double before = 0;  // the mass of the chosen tokens
   for (const auto [shift, bins] : {std::pair{20, 1 << 11}, std::pair{8, 1 << 12}}) {
@@ -73,19 +86,13 @@ void keep_top_p(const float* p, double budget, std::vector<int32_t>& kept, std::
     }
     kept.resize(undecided);  // empty when the budget is never reached: every token was chosen
   }
-  std::sort(kept.begin(), kept.end(), [p](int32_t x, int32_t y) { return p[x] > p[y] || (p[x] == p[y] && x < y); });
+  std::sort(kept.begin(), kept.end(), more_likely(p));
   for (size_t j = 0; j < kept.size() && before < budget; ++j) {
     before += p[kept[j]];
     chosen.push_back(kept[j]);
   }
   kept.swap(chosen);
 }
-
-struct Scratch {
-  std::vector<int32_t> kept, chosen;
-  std::vector<double> mass;
-  std::vector<uint8_t> mark;
-};
 
 // Puts the kept tokens back in token order: a few by sorting them, many by marking them in the vocabulary.
 void in_token_order(int64_t vocab, std::vector<int32_t>& kept, std::vector<uint8_t>& mark) {
@@ -120,8 +127,7 @@ int64_t sample_row(const float* p, int64_t vocab, double u, int64_t top_k, doubl
     tau = tau / CANDIDATE_STEP < FLT_MIN ? 0 : tau / CANDIDATE_STEP;
   }
   if (by_count && static_cast<int64_t>(kept.size()) > top_k) {
-    std::nth_element(kept.begin(), kept.begin() + top_k, kept.end(),
-                     [p](int32_t x, int32_t y) { return p[x] > p[y] || (p[x] == p[y] && x < y); });
+    std::nth_element(kept.begin(), kept.begin() + top_k, kept.end(), more_likely(p));
     kept.resize(top_k);
   }
   if (by_mass) {
@@ -130,7 +136,7 @@ int64_t sample_row(const float* p, int64_t vocab, double u, int64_t top_k, doubl
       held = 0;
       for (const int32_t i : kept) held += p[i];
     }
-    keep_top_p(p, top_p * held, kept, s.chosen, s.mass);
+    keep_top_p(p, top_p * held, s);
   }
   // min-p, against the most likely token: every filter keeps it, and renormalising changes no ratio.
   const float floor = static_cast<float>(min_p * top);
